@@ -1,0 +1,88 @@
+// Autograd of the goursat ops, registered on the Autograd key so gradients work
+// in eager mode, TorchScript and C++. The forward saves the increments only
+// (and the grid when the caller asked for it anyway): never a refined grid.
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include "../goursat_ops.h"
+
+namespace sigkernel {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+class GoursatFunction : public torch::autograd::Function<GoursatFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& increments,
+                               c10::IntArrayRef dyadic_order, bool return_grid,
+                               int64_t n_jobs) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    at::Tensor out = goursat(increments, dyadic_order, return_grid, n_jobs);
+    ctx->saved_data["dyadic_order"] = dyadic_order.vec();
+    ctx->saved_data["return_grid"] = return_grid;
+    ctx->saved_data["n_jobs"] = n_jobs;
+    if (return_grid) {
+      ctx->save_for_backward({increments, out});
+    } else {
+      ctx->save_for_backward({increments});
+    }
+    return {out};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    if (!grad_outputs[0].defined() || !ctx->needs_input_grad(0)) {
+      return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+    const bool return_grid = ctx->saved_data["return_grid"].toBool();
+    const std::vector<int64_t> order = ctx->saved_data["dyadic_order"].toIntVector();
+    c10::optional<at::Tensor> grid;
+    if (return_grid) grid = saved[1];
+    at::Tensor grad = goursat_backward(grad_outputs[0], saved[0], order, return_grid,
+                                       grid, ctx->saved_data["n_jobs"].toInt());
+    return {grad, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+class GoursatBackwardFunction : public torch::autograd::Function<GoursatBackwardFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad_output,
+                               const at::Tensor& increments, c10::IntArrayRef dyadic_order,
+                               bool return_grid, const c10::optional<at::Tensor>& grid,
+                               int64_t n_jobs) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return {goursat_backward(grad_output, increments, dyadic_order, return_grid, grid,
+                             n_jobs)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    TORCH_CHECK(false,
+                "sigkernel: double backward (a gradient of a gradient) through the "
+                "signature-kernel PDE is not supported");
+  }
+};
+
+at::Tensor goursat_autograd(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
+                            bool return_grid, int64_t n_jobs) {
+  return GoursatFunction::apply(increments, dyadic_order, return_grid, n_jobs)[0];
+}
+
+at::Tensor goursat_backward_autograd(const at::Tensor& grad_output,
+                                     const at::Tensor& increments,
+                                     c10::IntArrayRef dyadic_order, bool return_grid,
+                                     const c10::optional<at::Tensor>& grid,
+                                     int64_t n_jobs) {
+  return GoursatBackwardFunction::apply(grad_output, increments, dyadic_order, return_grid,
+                                        grid, n_jobs)[0];
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(sigkernel, Autograd, m) {
+  m.impl("goursat", &goursat_autograd);
+  m.impl("goursat_backward", &goursat_backward_autograd);
+}
+
+}  // namespace sigkernel

@@ -1,0 +1,35 @@
+// Argument checks shared by every backend of the goursat ops (one place, so the
+// CPU and CUDA kernels reject exactly the same inputs with the same messages).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+namespace sigkernel {
+
+// Sizes of one goursat problem, resolved from the increments and dyadic orders.
+struct GoursatShape {
+  int64_t batch;   // number of pairs B
+  int64_t m1, m2;  // coarse segments of each path
+  int64_t l1, l2;  // dyadic orders
+  int64_t n1, n2;  // refined grid nodes per side: m·2^λ + 1
+};
+
+// Validates `increments` (B, m1, m2) float32/float64 and `dyadic_order` (λ1, λ2);
+// rejects negative orders and grids whose size overflows int64.
+GoursatShape check_goursat_args(const at::Tensor& increments,
+                                c10::IntArrayRef dyadic_order,
+                                bool return_grid);
+
+// Additionally validates the backward's `grad_output` ((B,) or (B, n1, n2)) and
+// the optional forward `grid` (B, n1, n2) against `shape`.
+void check_goursat_backward_args(const at::Tensor& grad_output,
+                                 const at::Tensor& increments,
+                                 const c10::optional<at::Tensor>& grid,
+                                 const GoursatShape& shape, bool return_grid);
+
+// n_jobs → number of worker threads: 1 serial, −1 all, −k all but k−1 (at least 1);
+// capped at ATen's intra-op pool size. 0 is an error.
+int64_t resolve_num_threads(int64_t n_jobs);
+
+}  // namespace sigkernel

@@ -1,0 +1,50 @@
+// Operator schemas of the `sigkernel` namespace (declared once, here) and the
+// typed dispatcher helpers. Kernels live in cpu/ and cuda/, autograd in autograd/.
+#include <Python.h>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include "goursat_ops.h"
+
+// `import torch_sigkernel._C` loads this shared object, whose static
+// initialisers register the ops; the module itself is empty.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+
+namespace sigkernel {
+
+at::Tensor goursat(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
+                   bool return_grid, int64_t n_jobs) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("sigkernel::goursat", "")
+                       .typed<decltype(goursat)>();
+  return op.call(increments, dyadic_order, return_grid, n_jobs);
+}
+
+at::Tensor goursat_backward(const at::Tensor& grad_output, const at::Tensor& increments,
+                            c10::IntArrayRef dyadic_order, bool return_grid,
+                            const c10::optional<at::Tensor>& grid, int64_t n_jobs) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("sigkernel::goursat_backward", "")
+                       .typed<decltype(goursat_backward)>();
+  return op.call(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
+}
+
+TORCH_LIBRARY(sigkernel, m) {
+  m.set_python_module("torch_sigkernel._meta");
+  // Goursat PDE on increments (B, m1, m2) refined by 2^dyadic_order; returns
+  // k (B,) or, with return_grid, the refined grid (B, m1·2^λ1+1, m2·2^λ2+1).
+  m.def(
+      "goursat(Tensor increments, int[2] dyadic_order, bool return_grid=False, "
+      "int n_jobs=1) -> Tensor");
+  // Exact discrete adjoint: grad_output is (B,) or, with return_grid, (B, n1, n2);
+  // `grid` (the forward grid) is reused when given, else recomputed.
+  m.def(
+      "goursat_backward(Tensor grad_output, Tensor increments, int[2] dyadic_order, "
+      "bool return_grid=False, Tensor? grid=None, int n_jobs=1) -> Tensor");
+}
+
+}  // namespace sigkernel

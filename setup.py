@@ -1,0 +1,69 @@
+"""Build torch_sigkernel._C: the sigkernel ops (C++ always, CUDA when available).
+
+CUDA sources (csrc/cuda/*.cu) are compiled when torch sees a GPU or FORCE_CUDA=1
+(TORCH_CUDA_ARCH_LIST selects the architectures); FORCE_ONLY_CPU=1 disables them.
+Install with `pip install --no-build-isolation -e .`.
+"""
+
+import glob
+import os
+
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "0") == "1"
+
+
+def _use_cuda(cuda_sources: list[str]) -> bool:
+    import torch
+
+    if _env_flag("FORCE_ONLY_CPU") or not cuda_sources:
+        return False
+    if _env_flag("FORCE_CUDA"):
+        return True
+    return torch.cuda.is_available() and CUDA_HOME is not None
+
+
+def _extension():
+    cpp_sources = sorted(
+        os.path.relpath(p, ROOT)
+        for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*.cpp"), recursive=True)
+    )
+    cuda_sources = sorted(
+        os.path.relpath(p, ROOT)
+        for p in glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu"))
+    )
+    debug = _env_flag("DEBUG")
+    cxx_flags = ["-O0", "-g"] if debug else ["-O3", "-g0"]
+    # -fopenmp: at::parallel_for runs serially without it (compile and link).
+    # -ffp-contract=off: identical rounding on every ISA path (no silent FMA).
+    cxx_flags += ["-fopenmp", "-ffp-contract=off", "-DPy_LIMITED_API=0x03090000"]
+    kwargs = dict(
+        name="torch_sigkernel._C",
+        sources=cpp_sources,
+        extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=["-fopenmp"],
+        py_limited_api=True,
+    )
+    if _use_cuda(cuda_sources):
+        kwargs["sources"] = cpp_sources + cuda_sources
+        kwargs["extra_compile_args"]["nvcc"] = ["-O3", "--fmad=false", "-DWITH_CUDA"]
+        return CUDAExtension(**kwargs)
+    return CppExtension(**kwargs)
+
+
+setup(
+    name="torch_sigkernel",
+    version="0.1.0",
+    description="Signature kernels for PyTorch: exact, fast, torch.compile- and TorchScript-ready",
+    packages=find_packages(include=["torch_sigkernel", "torch_sigkernel.*"]),
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)},
+    options={"bdist_wheel": {"py_limited_api": "cp39"}},
+    python_requires=">=3.9",
+    install_requires=["torch>=2.5", "numpy"],
+)
