@@ -1,0 +1,162 @@
+"""Argument validation shared by every public entry point (one place, one wording).
+
+Every check raises ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong value or
+shape) naming the argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+DyadicOrder = Union[int, Tuple[int, int]]
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _physical_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 46
+
+
+# Allocations above this are refused before they are attempted.
+PHYSICAL_MEMORY_BYTES = _physical_memory_bytes()
+_INT64_MAX = (1 << 63) - 1
+
+
+def check_bool(value: object, name: str) -> None:
+    if type(value) is not bool:
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def check_n_jobs(n_jobs: object) -> None:
+    if type(n_jobs) is not int:
+        raise TypeError(f"n_jobs must be an int, got {type(n_jobs).__name__}")
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be non-zero (1 serial, -1 all threads), got 0")
+
+
+def check_end_time(end_time: object) -> float:
+    if type(end_time) not in (int, float):
+        raise TypeError(f"end_time must be a float, got {type(end_time).__name__}")
+    return float(end_time)
+
+
+def parse_dyadic_order(dyadic_order: object) -> Tuple[int, int]:
+    """An int λ (both paths) or a pair (λ1, λ2) of non-negative ints."""
+    if type(dyadic_order) is int:
+        orders = (dyadic_order, dyadic_order)
+    elif isinstance(dyadic_order, (tuple, list)) and len(dyadic_order) == 2 and all(
+        type(o) is int for o in dyadic_order
+    ):
+        orders = (dyadic_order[0], dyadic_order[1])
+    else:
+        raise TypeError(
+            f"dyadic_order must be an int or a tuple of two ints, got {dyadic_order!r}"
+        )
+    if orders[0] < 0 or orders[1] < 0:
+        raise ValueError(f"dyadic_order must be non-negative, got {dyadic_order!r}")
+    return orders
+
+
+def check_path(path: object, name: str) -> None:
+    if not isinstance(path, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor or a numpy.ndarray, got {type(path).__name__}"
+        )
+    if path.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {path.dtype}")
+    if path.dim() < 2:
+        raise ValueError(
+            f"{name} must have shape (..., length, dimension), got shape {tuple(path.shape)}"
+        )
+    if path.shape[-2] == 0:
+        raise ValueError(f"{name} must have at least one point, got shape {tuple(path.shape)}")
+    if path.shape[-1] == 0:
+        raise ValueError(f"{name} must have dimension d >= 1, got shape {tuple(path.shape)}")
+
+
+def check_path_pair(path1: object, path2: object, *, same_batch: bool = True) -> None:
+    """Both paths valid, same dtype, device and dimension (and batch shape if asked)."""
+    check_path(path1, "path1")
+    check_path(path2, "path2")
+    if path1.dtype != path2.dtype:
+        raise TypeError(
+            f"path1 and path2 must have the same dtype, got {path1.dtype} and {path2.dtype}"
+        )
+    if path1.device != path2.device:
+        raise ValueError(
+            f"path1 and path2 must be on the same device, got {path1.device} and {path2.device}"
+        )
+    if path1.shape[-1] != path2.shape[-1]:
+        raise ValueError(
+            "path1 and path2 must have the same dimension d, got "
+            f"{path1.shape[-1]} and {path2.shape[-1]}"
+        )
+    if same_batch and path1.shape[:-2] != path2.shape[:-2]:
+        raise ValueError(
+            "path1 and path2 must have the same leading batch shape, got "
+            f"{tuple(path1.shape[:-2])} and {tuple(path2.shape[:-2])}"
+        )
+
+
+def check_like_paths(tensor: object, name: str, reference: torch.Tensor) -> None:
+    """A tensor that accompanies the paths: same kind, dtype and device."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a {type(reference).__name__} like the paths, got {type(tensor).__name__}"
+        )
+    if tensor.dtype != reference.dtype:
+        raise TypeError(f"{name} must have the paths' dtype {reference.dtype}, got {tensor.dtype}")
+    if tensor.device != reference.device:
+        raise ValueError(
+            f"{name} must be on the paths' device {reference.device}, got {tensor.device}"
+        )
+
+
+def refined_length(length: int, order: int) -> int:
+    """Refined grid nodes along a path of `length` points: (length − 1)·2^λ + 1."""
+    return (length - 1) * (1 << order) + 1
+
+
+def check_grid_size(
+    batch: int, n1: int, n2: int, itemsize: int, dyadic_order: Sequence[int], grid: bool
+) -> None:
+    """Refuse, before allocating, grids that overflow int64 or cannot fit in memory."""
+    if n1 * n2 > _INT64_MAX:
+        raise ValueError(
+            f"dyadic_order {tuple(dyadic_order)} is too large: the refined grid of "
+            f"{n1} x {n2} nodes overflows int64"
+        )
+    # The forward keeps one refined row per pair lane (16 lanes at most).
+    row_bytes = min(n1, n2) * itemsize * 16
+    needed = batch * n1 * n2 * itemsize if grid else row_bytes
+    if needed > PHYSICAL_MEMORY_BYTES:
+        what = "return_grid=True needs" if grid else "the solver's working rows need"
+        raise ValueError(
+            f"dyadic_order {tuple(dyadic_order)} is too large: {what} {needed} bytes "
+            f"({batch} pairs, grid {n1} x {n2}), more than this machine's "
+            f"{PHYSICAL_MEMORY_BYTES} bytes of memory"
+        )
+
+
+def check_derivs_shape(
+    derivs: torch.Tensor, expected: Tuple[int, ...], return_grid: bool
+) -> None:
+    if tuple(derivs.shape) != tuple(expected):
+        what = "the grid shape" if return_grid else "the paths' batch shape"
+        raise ValueError(f"derivs must have {what} {tuple(expected)}, got {tuple(derivs.shape)}")
+
+
+def check_k_grid(k_grid: Optional[torch.Tensor], expected: Tuple[int, ...], paths: torch.Tensor) -> None:
+    if k_grid is None:
+        return
+    check_like_paths(k_grid, "k_grid", paths)
+    if tuple(k_grid.shape) != tuple(expected):
+        raise ValueError(
+            f"k_grid must have the forward grid's shape {tuple(expected)}, got {tuple(k_grid.shape)}"
+        )

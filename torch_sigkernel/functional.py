@@ -1,0 +1,209 @@
+"""sig_kernel and sig_kernel_backprop: validation + composition around the sigkernel ops.
+
+Path transforms and static-kernel increments are plain torch code (autograd for free);
+``torch.ops.sigkernel.goursat`` / ``goursat_backward`` solve the PDE and its adjoint.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Optional, Tuple, Union
+
+import torch
+
+from . import _validation as V
+from ._numpy import numpy_adapter
+from .static_kernels import LinearKernel, StaticKernel, double_difference
+from .transforms import apply_transforms, check_transform_args
+
+KernelLike = Union[StaticKernel, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], None]
+
+_DEFAULT_KERNEL = LinearKernel()
+
+_NONFINITE_WARNING = (
+    "sig_kernel produced NaN or Inf values: the inputs are not finite or the PDE overflowed "
+    "(large increments). Rescale the paths, use a bounded static kernel (e.g. RBFKernel), "
+    "or normalize=True."
+)
+
+
+def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if kernel is None:
+        return _DEFAULT_KERNEL.increments(x, y)
+    if isinstance(kernel, StaticKernel):
+        return kernel.increments(x, y)
+    if callable(kernel):
+        gram = kernel(x, y)
+        expected = (x.shape[0], x.shape[1], y.shape[1])
+        if not isinstance(gram, torch.Tensor) or tuple(gram.shape) != expected:
+            got = tuple(gram.shape) if isinstance(gram, torch.Tensor) else type(gram).__name__
+            raise ValueError(f"static_kernel must return kernel values of shape {expected}, got {got}")
+        return double_difference(gram)
+    raise TypeError(
+        f"static_kernel must be a StaticKernel or a callable (x, y) -> kernel values, "
+        f"got {type(kernel).__name__}"
+    )
+
+
+def _warn_if_nonfinite(values: torch.Tensor) -> None:
+    if torch.compiler.is_compiling() or torch.jit.is_scripting():
+        return
+    if values.numel() and not bool(torch.isfinite(values).all()):
+        warnings.warn(_NONFINITE_WARNING, RuntimeWarning, stacklevel=3)
+
+
+class _Prepared:
+    """Validated, transformed, batch-flattened inputs of one call."""
+
+    def __init__(
+        self,
+        path1: torch.Tensor,
+        path2: torch.Tensor,
+        dyadic_order: object,
+        time_aug: object,
+        lead_lag: object,
+        end_time: object,
+        n_jobs: object,
+        return_grid: object,
+    ) -> None:
+        V.check_path_pair(path1, path2)
+        self.orders = V.parse_dyadic_order(dyadic_order)
+        self.end_time = check_transform_args((path1.shape[-2], path2.shape[-2]), time_aug, lead_lag, end_time)
+        V.check_n_jobs(n_jobs)
+        V.check_bool(return_grid, "return_grid")
+        self.time_aug, self.lead_lag = time_aug, lead_lag
+        self.batch_shape = tuple(path1.shape[:-2])
+        self.batch = math.prod(self.batch_shape)
+        length1, length2 = path1.shape[-2], path2.shape[-2]
+        if lead_lag:
+            length1, length2 = 2 * length1 - 1, 2 * length2 - 1
+        self.n1 = V.refined_length(length1, self.orders[0])
+        self.n2 = V.refined_length(length2, self.orders[1])
+        V.check_grid_size(self.batch, self.n1, self.n2, path1.element_size(), self.orders, bool(return_grid))
+        self.grid_shape = self.batch_shape + (self.n1, self.n2)
+
+    def flat(self, path: torch.Tensor) -> torch.Tensor:
+        """Transformed path as (B, L', d')."""
+        path = path.reshape((self.batch,) + tuple(path.shape[-2:]))
+        return apply_transforms(path, self.time_aug, self.lead_lag, self.end_time)
+
+
+def _solve(prep: _Prepared, increments: torch.Tensor, return_grid: bool, n_jobs: int) -> torch.Tensor:
+    out = torch.ops.sigkernel.goursat(increments, list(prep.orders), return_grid, n_jobs)
+    return out.reshape(prep.grid_shape if return_grid else prep.batch_shape)
+
+
+@numpy_adapter(["path1", "path2"])
+def sig_kernel(
+    path1: torch.Tensor,
+    path2: torch.Tensor,
+    dyadic_order: V.DyadicOrder,
+    *,
+    static_kernel: KernelLike = None,
+    time_aug: bool = False,
+    lead_lag: bool = False,
+    end_time: float = 1.0,
+    n_jobs: int = 1,
+    return_grid: bool = False,
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Signature kernels k(x, y) of paired paths, by the Goursat PDE (SPEC §1).
+
+    Args:
+        path1: ``(..., L1, d)`` float32/float64 tensor (or numpy array).
+        path2: ``(..., L2, d)`` with the same leading batch shape, dtype and device.
+        dyadic_order: λ or (λ1, λ2): each segment of path i is split into 2^λi.
+        static_kernel: a :class:`StaticKernel` (default linear) or a callable
+            ``(x (B, L1, d), y (B, L2, d)) -> (B, L1, L2)`` kernel values.
+        time_aug, lead_lag, end_time: path transforms (lead-lag first, then time).
+        n_jobs: CPU threads for this call: 1 serial, -1 all, -k all but k-1.
+        return_grid: return the whole refined PDE grid ``(..., n1, n2)``.
+        normalize: return k(x, y) / sqrt(k(x, x) k(y, y)) (not with ``return_grid``).
+
+    Returns:
+        ``(...)`` kernel values (or grids), differentiable w.r.t. both paths.
+        numpy inputs give numpy outputs.
+
+    Example:
+        >>> import torch, torch_sigkernel as tsk
+        >>> x, y = torch.randn(4, 20, 3) / 10, torch.randn(4, 30, 3) / 10
+        >>> tsk.sig_kernel(x, y, 1).shape
+        torch.Size([4])
+    """
+    prep = _Prepared(path1, path2, dyadic_order, time_aug, lead_lag, end_time, n_jobs, return_grid)
+    V.check_bool(normalize, "normalize")
+    if normalize and return_grid:
+        raise ValueError("normalize=True cannot be combined with return_grid=True")
+    x, y = prep.flat(path1), prep.flat(path2)
+    out = _solve(prep, _increments(static_kernel, x, y), return_grid, n_jobs)
+    if normalize:
+        k_xx = _solve(prep, _increments(static_kernel, x, x), False, n_jobs) if prep.n1 else None
+        k_yy = _solve(prep, _increments(static_kernel, y, y), False, n_jobs) if prep.n2 else None
+        out = out / torch.sqrt(k_xx * k_yy)
+    _warn_if_nonfinite(out)
+    return out
+
+
+@numpy_adapter(["derivs", "path1", "path2", "k_grid"])
+def sig_kernel_backprop(
+    derivs: torch.Tensor,
+    path1: torch.Tensor,
+    path2: torch.Tensor,
+    dyadic_order: V.DyadicOrder,
+    *,
+    static_kernel: KernelLike = None,
+    time_aug: bool = False,
+    lead_lag: bool = False,
+    end_time: float = 1.0,
+    left_deriv: bool = True,
+    right_deriv: bool = False,
+    k_grid: Optional[torch.Tensor] = None,
+    n_jobs: int = 1,
+    return_grid: bool = False,
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Gradients of F w.r.t. the paths, given ∂F/∂k (or ∂F/∂grid with ``return_grid``).
+
+    Args:
+        derivs: ``(...)`` (the batch shape), or ``(..., n1, n2)`` with ``return_grid``.
+        path1, path2, dyadic_order, static_kernel, time_aug, lead_lag, end_time, n_jobs:
+            as in :func:`sig_kernel`.
+        left_deriv, right_deriv: which of ∂F/∂path1, ∂F/∂path2 to compute.
+        k_grid: the forward grid ``(..., n1, n2)`` (validated), reused instead of
+            recomputing it.
+
+    Returns:
+        ``(∂F/∂path1 or None, ∂F/∂path2 or None)``, each with its path's shape and dtype:
+        the exact adjoint of the discrete scheme.
+
+    Example:
+        >>> import torch, torch_sigkernel as tsk
+        >>> x, y = torch.randn(4, 20, 3) / 10, torch.randn(4, 30, 3) / 10
+        >>> gx, gy = tsk.sig_kernel_backprop(torch.ones(4), x, y, 1, right_deriv=True)
+        >>> gx.shape, gy.shape
+        (torch.Size([4, 20, 3]), torch.Size([4, 30, 3]))
+    """
+    prep = _Prepared(path1, path2, dyadic_order, time_aug, lead_lag, end_time, n_jobs, return_grid)
+    V.check_bool(left_deriv, "left_deriv")
+    V.check_bool(right_deriv, "right_deriv")
+    V.check_like_paths(derivs, "derivs", path1)
+    V.check_derivs_shape(derivs, prep.grid_shape if return_grid else prep.batch_shape, return_grid)
+    V.check_k_grid(k_grid, prep.grid_shape, path1)
+    if not (left_deriv or right_deriv):
+        return None, None
+
+    with torch.enable_grad():
+        x_in = path1.detach().requires_grad_(left_deriv)
+        y_in = path2.detach().requires_grad_(right_deriv)
+        increments = _increments(static_kernel, prep.flat(x_in), prep.flat(y_in))
+    seed_shape = (prep.batch, prep.n1, prep.n2) if return_grid else (prep.batch,)
+    grid = None if k_grid is None else k_grid.reshape(prep.batch, prep.n1, prep.n2)
+    increments_grad = torch.ops.sigkernel.goursat_backward(
+        derivs.reshape(seed_shape), increments.detach(), list(prep.orders), return_grid, grid, n_jobs
+    )
+    wanted = [t for t, flag in ((x_in, left_deriv), (y_in, right_deriv)) if flag]
+    grads = list(torch.autograd.grad(increments, wanted, increments_grad, allow_unused=True))
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, wanted)]
+    grad_x = grads.pop(0) if left_deriv else None
+    grad_y = grads.pop(0) if right_deriv else None
+    return grad_x, grad_y
