@@ -73,23 +73,23 @@ struct Problem {
 };
 
 // Coefficients of coarse row s for lanes b0.., zero increments on padding lanes.
-template <typename T, int W, bool kWithDerivative>
+// Forward rows need (A−1, 1−B); the adjoint needs (A, B, ∂A/∂δ, −∂B/∂δ).
+template <typename T, int W, bool kAdjoint>
 SIGKERNEL_ALWAYS_INLINE void load_coeff_row(const Problem<T>& pr, int64_t b0,
                                             int active, int64_t s, T* coeffs) {
   const int64_t m2 = pr.m2;
-  T* ca = coeffs;
-  T* cb = coeffs + m2 * W;
-  T* cp = coeffs + 2 * m2 * W;
-  T* cq = coeffs + 3 * m2 * W;
   for (int w = 0; w < W; ++w) {
     for (int64_t t = 0; t < m2; ++t) {
       const T delta = w < active ? pr.increments(b0 + w, s, t) * pr.scale : T(0);
       const CellCoeffs<T> c = cell_coeffs(delta);
-      ca[t * W + w] = c.a;
-      cb[t * W + w] = c.b;
-      if (kWithDerivative) {
-        cp[t * W + w] = c.p;
-        cq[t * W + w] = c.q;
+      if (kAdjoint) {
+        coeffs[t * W + w] = c.a;
+        coeffs[(m2 + t) * W + w] = c.b;
+        coeffs[(2 * m2 + t) * W + w] = c.da;
+        coeffs[(3 * m2 + t) * W + w] = c.db;
+      } else {
+        coeffs[t * W + w] = c.a_excess;
+        coeffs[(m2 + t) * W + w] = c.b_deficit;
       }
     }
   }
@@ -99,8 +99,8 @@ SIGKERNEL_ALWAYS_INLINE void load_coeff_row(const Problem<T>& pr, int64_t b0,
 template <typename T, int W>
 SIGKERNEL_ALWAYS_INLINE void advance_row(const T* src, T* dst, const T* coeffs,
                                          int64_t m2, int64_t l2) {
-  const T* ca = coeffs;
-  const T* cb = coeffs + m2 * W;
+  const T* c_excess = coeffs;
+  const T* c_deficit = coeffs + m2 * W;
   const int64_t reps = int64_t(1) << l2;
   T left[W], diag[W];
   for (int w = 0; w < W; ++w) {
@@ -110,17 +110,17 @@ SIGKERNEL_ALWAYS_INLINE void advance_row(const T* src, T* dst, const T* coeffs,
   }
   int64_t j = 0;
   for (int64_t t = 0; t < m2; ++t) {
-    T a[W], b[W];
+    T excess[W], deficit[W];
     for (int w = 0; w < W; ++w) {
-      a[w] = ca[t * W + w];
-      b[w] = cb[t * W + w];
+      excess[w] = c_excess[t * W + w];
+      deficit[w] = c_deficit[t * W + w];
     }
     for (int64_t r = 0; r < reps; ++r, ++j) {
       const T* up = src + (j + 1) * W;
       T* out = dst + (j + 1) * W;
       for (int w = 0; w < W; ++w) {
         const T u = up[w];
-        const T k = cell_update(u, left[w], diag[w], a[w], b[w]);
+        const T k = cell_update(u, left[w], diag[w], excess[w], deficit[w]);
         diag[w] = u;
         left[w] = k;
         out[w] = k;
@@ -140,8 +140,8 @@ SIGKERNEL_ALWAYS_INLINE void adjoint_row(const T* k_row, const T* k_next,
                                          T* accum, int64_t m2, int64_t l2) {
   const T* ca = coeffs;
   const T* cb = coeffs + m2 * W;
-  const T* cp = coeffs + 2 * m2 * W;
-  const T* cq = coeffs + 3 * m2 * W;
+  const T* cda = coeffs + 2 * m2 * W;
+  const T* cdb = coeffs + 3 * m2 * W;
   const int64_t reps = int64_t(1) << l2;
   const int64_t n2 = (m2 << l2) + 1;
   T carry[W], pending[W];
@@ -151,12 +151,12 @@ SIGKERNEL_ALWAYS_INLINE void adjoint_row(const T* k_row, const T* k_next,
   }
   int64_t j = n2 - 2;
   for (int64_t t = m2 - 1; t >= 0; --t) {
-    T a[W], b[W], p[W], q[W], acc[W];
+    T a[W], b[W], da[W], db[W], acc[W];
     for (int w = 0; w < W; ++w) {
       a[w] = ca[t * W + w];
       b[w] = cb[t * W + w];
-      p[w] = cp[t * W + w];
-      q[w] = cq[t * W + w];
+      da[w] = cda[t * W + w];
+      db[w] = cdb[t * W + w];
       acc[w] = T(0);
     }
     for (int64_t r = 0; r < reps; ++r, --j) {
@@ -167,7 +167,7 @@ SIGKERNEL_ALWAYS_INLINE void adjoint_row(const T* k_row, const T* k_next,
       T* adj_up = adj_row + (j + 1) * W;
       for (int w = 0; w < W; ++w) {
         const T kbar = out_adj[w] + carry[w];
-        acc[w] += kbar * cell_delta_derivative(up[w], left[w], diag[w], p[w], q[w]);
+        acc[w] += kbar * cell_delta_derivative(up[w], left[w], diag[w], da[w], db[w]);
         const T ka = kbar * a[w];
         adj_up[w] = pending[w] + ka;
         pending[w] = (seed_row ? seed_row[j * W + w] : T(0)) - kbar * b[w];

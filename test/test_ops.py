@@ -1,0 +1,191 @@
+"""The sigkernel ops themselves: schemas, opcheck, the exact numerics against a plain-Python
+recurrence, lane blocking and threading invariances, and the checkpointed backward."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from expecttest import assert_expected_inline
+from torch.library import opcheck
+
+from reference import reference_grid, rel_err
+
+goursat = torch.ops.sigkernel.goursat
+goursat_backward = torch.ops.sigkernel.goursat_backward
+
+
+def test_schemas_are_pinned():
+    assert_expected_inline(
+        str(goursat.default._schema),
+        """sigkernel::goursat(Tensor increments, int[2] dyadic_order, bool return_grid=False, int n_jobs=1) -> Tensor""",
+    )
+    assert_expected_inline(
+        str(goursat_backward.default._schema),
+        """sigkernel::goursat_backward(Tensor grad_output, Tensor increments, int[2] dyadic_order, bool return_grid=False, Tensor? grid=None, int n_jobs=1) -> Tensor""",
+    )
+
+
+def _samples():
+    for dtype, (batch, m1, m2), order, grid in itertools.product(
+        (torch.float64, torch.float32),
+        ((3, 4, 5), (5, 6, 2), (0, 3, 3), (2, 0, 4)),
+        ((0, 0), (1, 2), (2, 0)),
+        (False, True),
+    ):
+        increments = (torch.randn(batch, m1, m2, dtype=dtype) * 0.5).requires_grad_()
+        yield (increments, list(order), grid, 1)
+
+
+@pytest.mark.parametrize("args", list(_samples()), ids=lambda a: f"{tuple(a[0].shape)}-{a[1]}-{a[2]}-{a[0].dtype}")
+def test_opcheck_goursat(args):
+    opcheck(goursat.default, args)
+
+
+@pytest.mark.parametrize("grid_given", [False, True])
+@pytest.mark.parametrize("return_grid", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_opcheck_goursat_backward(grid_given, return_grid, dtype):
+    increments = torch.randn(3, 4, 6, dtype=dtype) * 0.5
+    order = [1, 2]
+    grid = goursat(increments, order, True, 1)
+    seed = torch.randn_like(grid) if return_grid else torch.randn(3, dtype=dtype)
+    opcheck(goursat_backward.default, (seed, increments, order, return_grid, grid if grid_given else None, 1))
+
+
+@pytest.mark.parametrize("order", [(0, 0), (1, 0), (0, 2), (2, 1)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (4, 1), (3, 7), (7, 3)])
+def test_grid_matches_plain_python_recurrence(shape, order):
+    increments = torch.randn(2, *shape, dtype=torch.float64)
+    grid = goursat(increments, list(order), True, 1)
+    values = goursat(increments, list(order), False, 1)
+    for b in range(2):
+        expected = reference_grid(increments[b].numpy(), *order)
+        assert rel_err(grid[b], torch.from_numpy(expected)) < 1e-14
+        # the corner may be small next to the grid's other nodes: compare at the grid's scale
+        assert abs(float(values[b]) - expected[-1, -1]) < 1e-14 * np.abs(expected).max()
+
+
+def _adjoint_by_autograd_of_reference(increments, order, seed, return_grid):
+    """∂F/∂G of the plain recurrence written in torch ops (autograd = an independent adjoint)."""
+    l1, l2 = order
+    g = increments.detach().clone().requires_grad_()
+    b, m1, m2 = g.shape
+    n1, n2 = m1 * 2**l1 + 1, m2 * 2**l2 + 1
+    rows = [torch.ones(b, n2, dtype=g.dtype)]
+    for i in range(n1 - 1):
+        row = [torch.ones(b, dtype=g.dtype)]
+        for j in range(n2 - 1):
+            delta = g[:, i >> l1, j >> l2] / 2 ** (l1 + l2)
+            a = 1 + delta / 2 + delta**2 / 12
+            c = 1 - delta**2 / 12
+            row.append((rows[i][:, j + 1] + row[j]) * a - rows[i][:, j] * c)
+        rows.append(torch.stack(row, dim=1))
+    grid = torch.stack(rows, dim=1)
+    out = grid if return_grid else grid[:, -1, -1]
+    (grad,) = torch.autograd.grad(out, g, seed)
+    return grad
+
+
+@pytest.mark.parametrize("return_grid", [False, True])
+@pytest.mark.parametrize("order", [(0, 0), (1, 2), (2, 0)])
+@pytest.mark.parametrize("shape", [(2, 3, 4), (3, 5, 2), (1, 1, 3)])
+def test_backward_is_the_exact_adjoint(shape, order, return_grid):
+    increments = torch.randn(*shape, dtype=torch.float64)
+    grid = goursat(increments, list(order), True, 1)
+    seed = torch.randn_like(grid) if return_grid else torch.randn(shape[0], dtype=torch.float64)
+    expected = _adjoint_by_autograd_of_reference(increments, order, seed, return_grid)
+    recomputed = goursat_backward(seed, increments, list(order), return_grid, None, 1)
+    from_grid = goursat_backward(seed, increments, list(order), return_grid, grid, 1)
+    assert rel_err(recomputed, expected) < 1e-13
+    assert rel_err(from_grid, expected) < 1e-13
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33])
+def test_every_lane_block_width_and_remainder(batch):
+    """Pairs are solved W at a time (W = 4, 8, 16): each pair's result must be its own."""
+    increments = torch.randn(batch, 4, 6, dtype=torch.float64)
+    values = goursat(increments, [1, 0], False, 1)
+    seed = torch.randn(batch, dtype=torch.float64)
+    grads = goursat_backward(seed, increments, [1, 0], False, None, -1)
+    for b in range(batch):
+        single = increments[b : b + 1]
+        assert torch.equal(values[b : b + 1], goursat(single, [1, 0], False, 1))
+        assert rel_err(grads[b : b + 1], goursat_backward(seed[b : b + 1], single, [1, 0], False, None, 1)) < 1e-15
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_results_are_bitwise_identical_across_n_jobs(dtype):
+    increments = torch.randn(37, 5, 9, dtype=dtype) * 0.5
+    seed = torch.randn(37, dtype=dtype)
+    reference = goursat(increments, [1, 1], False, 1)
+    reference_grad = goursat_backward(seed, increments, [1, 1], False, None, 1)
+    threads_before = torch.get_num_threads()
+    for n_jobs in (-1, 2, -2, 64):
+        assert torch.equal(goursat(increments, [1, 1], False, n_jobs), reference)
+        assert torch.equal(goursat_backward(seed, increments, [1, 1], False, None, n_jobs), reference_grad)
+    assert torch.get_num_threads() == threads_before
+
+
+def test_value_and_grid_orientations_agree():
+    """Values solve along the shorter side (transposed); grids keep the input orientation."""
+    for shape in ((2, 3, 11), (2, 11, 3)):
+        increments = torch.randn(*shape, dtype=torch.float64) * 0.4
+        grid = goursat(increments, [2, 1], True, 1)
+        assert rel_err(goursat(increments, [2, 1], False, 1), grid[:, -1, -1]) < 1e-14
+
+
+def test_checkpointed_backward_equals_backward_from_grid():
+    """A 1025 x 1025 grid exceeds the per-task scratch budget: rows are checkpointed."""
+    increments = torch.randn(2, 64, 64, dtype=torch.float64) / 64
+    order = [4, 4]
+    grid = goursat(increments, order, True, -1)
+    seed = torch.randn(2, dtype=torch.float64)
+    recomputed = goursat_backward(seed, increments, order, False, None, -1)
+    from_grid = goursat_backward(seed, increments, order, False, grid, -1)
+    assert rel_err(recomputed, from_grid) < 1e-13
+    grid_seed = torch.randn_like(grid)
+    assert rel_err(
+        goursat_backward(grid_seed, increments, order, True, None, -1),
+        goursat_backward(grid_seed, increments, order, True, grid, -1),
+    ) < 1e-13
+
+
+def test_non_contiguous_increments_and_seeds():
+    base = torch.randn(3, 9, 5, dtype=torch.float64)
+    strided = base.transpose(1, 2).contiguous().transpose(1, 2)  # same values, column-major
+    assert not strided.is_contiguous()
+    assert torch.equal(goursat(strided, [1, 1], True, 1), goursat(base, [1, 1], True, 1))
+    grid = goursat(base, [1, 1], True, 1)
+    seed = torch.randn(grid.shape[0], grid.shape[2], grid.shape[1], dtype=torch.float64).transpose(1, 2)
+    assert rel_err(
+        goursat_backward(seed, strided, [1, 1], True, None, 1),
+        goursat_backward(seed.contiguous(), base, [1, 1], True, None, 1),
+    ) < 1e-15
+    expanded_seed = torch.ones(1, dtype=torch.float64).expand(3)
+    assert torch.equal(
+        goursat_backward(expanded_seed, base, [0, 0], False, None, 1),
+        goursat_backward(torch.ones(3, dtype=torch.float64), base, [0, 0], False, None, 1),
+    )
+
+
+def test_gradcheck_of_the_ops():
+    increments = (torch.randn(2, 3, 4, dtype=torch.float64) * 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda g: goursat(g, [1, 2], False, 1), (increments,))
+    assert torch.autograd.gradcheck(lambda g: goursat(g, [2, 0], True, 1), (increments,))
+
+
+def test_double_backward_is_refused():
+    increments = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(goursat(increments, [0, 0], False, 1).sum(), increments, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        grad.sum().backward()
+
+
+def test_float32_matches_plain_recurrence():
+    increments = torch.randn(3, 6, 5, dtype=torch.float32) * 0.3
+    values = goursat(increments, [1, 1], False, 1)
+    expected = [reference_grid(increments[b].double().numpy(), 1, 1)[-1, -1] for b in range(3)]
+    assert rel_err(values, torch.tensor(np.array(expected))) < 1e-5
