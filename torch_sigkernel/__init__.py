@@ -5,6 +5,8 @@ The PDE solver and its exact adjoint are the ops ``torch.ops.sigkernel.goursat``
 API that takes torch tensors (differentiable) or numpy arrays.
 """
 
+import torch  # noqa: F401  (loads libtorch/libc10, which _C links against)
+
 from . import _C  # noqa: F401  (registers the sigkernel ops)
 from . import _meta  # noqa: F401  (fake kernels for torch.compile)
 from .functional import sig_kernel, sig_kernel_backprop

@@ -11,14 +11,15 @@ import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_NUMPY_DTYPES = (np.float32, np.float64)
+_NUMPY_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _to_tensor(array: np.ndarray, name: str) -> torch.Tensor:
-    if array.dtype not in _NUMPY_DTYPES:
+    native = array.dtype.newbyteorder("=")  # big-endian float64 is still float64
+    if native not in _NUMPY_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
     # C-contiguous, writeable, native byte order: what torch.from_numpy needs.
-    return torch.from_numpy(np.require(array, array.dtype.newbyteorder("="), ["C", "W"]))
+    return torch.from_numpy(np.require(array, native, ["C", "W"]))
 
 
 def _to_numpy(value: Any) -> Any:

@@ -26,6 +26,8 @@ def _physical_memory_bytes() -> int:
 # Allocations above this are refused before they are attempted.
 PHYSICAL_MEMORY_BYTES = _physical_memory_bytes()
 _INT64_MAX = (1 << 63) - 1
+# More refined cells than this in one call would take months (at ~1e9 cells/s): refuse.
+MAX_REFINED_CELLS = 1 << 53
 
 
 def check_bool(value: object, name: str) -> None:
@@ -131,6 +133,11 @@ def check_grid_size(
         raise ValueError(
             f"dyadic_order {tuple(dyadic_order)} is too large: the refined grid of "
             f"{n1} x {n2} nodes overflows int64"
+        )
+    if batch * n1 * n2 > MAX_REFINED_CELLS:
+        raise ValueError(
+            f"dyadic_order {tuple(dyadic_order)} is too large: {batch} pairs of {n1} x {n2} "
+            f"refined nodes exceed {MAX_REFINED_CELLS} cells, which would not finish"
         )
     # The forward keeps one refined row per pair lane (16 lanes at most).
     row_bytes = min(n1, n2) * itemsize * 16

@@ -47,7 +47,7 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def _warn_if_nonfinite(values: torch.Tensor) -> None:
-    if torch.compiler.is_compiling() or torch.jit.is_scripting():
+    if torch.compiler.is_compiling() or torch.jit.is_scripting() or values.device.type == "meta":
         return
     if values.numel() and not bool(torch.isfinite(values).all()):
         warnings.warn(_NONFINITE_WARNING, RuntimeWarning, stacklevel=3)
