@@ -21,18 +21,13 @@ bool refined_length_overflows(int64_t segments, int64_t order, int64_t* out) {
 
 }  // namespace
 
-GoursatShape check_goursat_args(const at::Tensor& increments,
-                                c10::IntArrayRef dyadic_order,
+GoursatShape check_goursat_args(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
                                 bool return_grid) {
-  TORCH_CHECK(increments.dim() == 3,
-              "sigkernel: increments must have shape (batch, m1, m2), got ",
+  TORCH_CHECK(increments.dim() == 3, "sigkernel: increments must have shape (batch, m1, m2), got ",
               increments.dim(), " dimensions ", increments.sizes());
-  TORCH_CHECK(increments.scalar_type() == at::kFloat ||
-                  increments.scalar_type() == at::kDouble,
-              "sigkernel: increments must be float32 or float64, got ",
-              increments.scalar_type());
-  TORCH_CHECK(dyadic_order.size() == 2,
-              "sigkernel: dyadic_order must have 2 entries, got ",
+  TORCH_CHECK(increments.scalar_type() == at::kFloat || increments.scalar_type() == at::kDouble,
+              "sigkernel: increments must be float32 or float64, got ", increments.scalar_type());
+  TORCH_CHECK(dyadic_order.size() == 2, "sigkernel: dyadic_order must have 2 entries, got ",
               dyadic_order.size());
   GoursatShape s;
   s.batch = increments.size(0);
@@ -40,59 +35,55 @@ GoursatShape check_goursat_args(const at::Tensor& increments,
   s.m2 = increments.size(2);
   s.l1 = dyadic_order[0];
   s.l2 = dyadic_order[1];
-  TORCH_CHECK(s.l1 >= 0 && s.l2 >= 0,
-              "sigkernel: dyadic_order must be non-negative, got (", s.l1,
+  TORCH_CHECK(s.l1 >= 0 && s.l2 >= 0, "sigkernel: dyadic_order must be non-negative, got (", s.l1,
               ", ", s.l2, ")");
-  TORCH_CHECK(!refined_length_overflows(s.m1, s.l1, &s.n1) &&
-                  !refined_length_overflows(s.m2, s.l2, &s.n2),
-              "sigkernel: dyadic_order (", s.l1, ", ", s.l2,
-              ") is too large: the refined grid length overflows int64");
+  TORCH_CHECK(
+      !refined_length_overflows(s.m1, s.l1, &s.n1) && !refined_length_overflows(s.m2, s.l2, &s.n2),
+      "sigkernel: dyadic_order (", s.l1, ", ", s.l2,
+      ") is too large: the refined grid length overflows int64");
   int64_t cells = 0;
-  TORCH_CHECK(!__builtin_mul_overflow(s.n1, s.n2, &cells),
-              "sigkernel: dyadic_order (", s.l1, ", ", s.l2,
-              ") is too large: the refined grid has more than 2^63 nodes");
+  TORCH_CHECK(!__builtin_mul_overflow(s.n1, s.n2, &cells), "sigkernel: dyadic_order (", s.l1, ", ",
+              s.l2, ") is too large: the refined grid has more than 2^63 nodes");
   if (return_grid) {
     int64_t total = 0;
     TORCH_CHECK(!__builtin_mul_overflow(cells, s.batch, &total) &&
                     !__builtin_mul_overflow(total, int64_t(increments.element_size()), &total),
-                "sigkernel: the refined grids of ", s.batch, " pairs of ", s.n1,
-                " x ", s.n2, " nodes overflow int64 bytes");
+                "sigkernel: the refined grids of ", s.batch, " pairs of ", s.n1, " x ", s.n2,
+                " nodes overflow int64 bytes");
   }
   return s;
 }
 
-void check_goursat_backward_args(const at::Tensor& grad_output,
-                                 const at::Tensor& increments,
-                                 const c10::optional<at::Tensor>& grid,
-                                 const GoursatShape& s, bool return_grid) {
+void check_goursat_backward_args(const at::Tensor& grad_output, const at::Tensor& increments,
+                                 const c10::optional<at::Tensor>& grid, const GoursatShape& s,
+                                 bool return_grid) {
   TORCH_CHECK(grad_output.scalar_type() == increments.scalar_type(),
               "sigkernel: grad_output must have the dtype of increments (",
               increments.scalar_type(), "), got ", grad_output.scalar_type());
   TORCH_CHECK(grad_output.device() == increments.device(),
-              "sigkernel: grad_output must be on the device of increments (",
-              increments.device(), "), got ", grad_output.device());
+              "sigkernel: grad_output must be on the device of increments (", increments.device(),
+              "), got ", grad_output.device());
   if (return_grid) {
     TORCH_CHECK(grad_output.dim() == 3 && grad_output.size(0) == s.batch &&
                     grad_output.size(1) == s.n1 && grad_output.size(2) == s.n2,
-                "sigkernel: grad_output must have the grid shape (", s.batch,
-                ", ", s.n1, ", ", s.n2, "), got ", grad_output.sizes());
+                "sigkernel: grad_output must have the grid shape (", s.batch, ", ", s.n1, ", ",
+                s.n2, "), got ", grad_output.sizes());
   } else {
     TORCH_CHECK(grad_output.dim() == 1 && grad_output.size(0) == s.batch,
-                "sigkernel: grad_output must have shape (", s.batch,
-                ",), got ", grad_output.sizes());
+                "sigkernel: grad_output must have shape (", s.batch, ",), got ",
+                grad_output.sizes());
   }
   if (grid.has_value()) {
     const at::Tensor& g = *grid;
     TORCH_CHECK(g.scalar_type() == increments.scalar_type(),
-                "sigkernel: grid must have the dtype of increments (",
-                increments.scalar_type(), "), got ", g.scalar_type());
+                "sigkernel: grid must have the dtype of increments (", increments.scalar_type(),
+                "), got ", g.scalar_type());
     TORCH_CHECK(g.device() == increments.device(),
-                "sigkernel: grid must be on the device of increments (",
-                increments.device(), "), got ", g.device());
-    TORCH_CHECK(g.dim() == 3 && g.size(0) == s.batch && g.size(1) == s.n1 &&
-                    g.size(2) == s.n2,
-                "sigkernel: grid must have shape (", s.batch, ", ", s.n1, ", ",
-                s.n2, "), got ", g.sizes());
+                "sigkernel: grid must be on the device of increments (", increments.device(),
+                "), got ", g.device());
+    TORCH_CHECK(g.dim() == 3 && g.size(0) == s.batch && g.size(1) == s.n1 && g.size(2) == s.n2,
+                "sigkernel: grid must have shape (", s.batch, ", ", s.n1, ", ", s.n2, "), got ",
+                g.sizes());
   }
 }
 

@@ -17,16 +17,14 @@ struct GoursatShape {
 
 // Validates `increments` (B, m1, m2) float32/float64 and `dyadic_order` (λ1, λ2);
 // rejects negative orders and grids whose size overflows int64.
-GoursatShape check_goursat_args(const at::Tensor& increments,
-                                c10::IntArrayRef dyadic_order,
+GoursatShape check_goursat_args(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
                                 bool return_grid);
 
 // Additionally validates the backward's `grad_output` ((B,) or (B, n1, n2)) and
 // the optional forward `grid` (B, n1, n2) against `shape`.
-void check_goursat_backward_args(const at::Tensor& grad_output,
-                                 const at::Tensor& increments,
-                                 const c10::optional<at::Tensor>& grid,
-                                 const GoursatShape& shape, bool return_grid);
+void check_goursat_backward_args(const at::Tensor& grad_output, const at::Tensor& increments,
+                                 const c10::optional<at::Tensor>& grid, const GoursatShape& shape,
+                                 bool return_grid);
 
 // n_jobs → number of worker threads: 1 serial, −1 all, −k all but k−1 (at least 1);
 // capped at ATen's intra-op pool size. 0 is an error.

@@ -9,8 +9,8 @@
 namespace sigkernel {
 
 // Solves the Goursat PDE for each pair: kernel values (B,) or grids (B, n1, n2).
-at::Tensor goursat(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
-                   bool return_grid, int64_t n_jobs);
+at::Tensor goursat(const at::Tensor& increments, c10::IntArrayRef dyadic_order, bool return_grid,
+                   int64_t n_jobs);
 
 // Exact adjoint of goursat: ∂F/∂increments (B, m1, m2) from ∂F/∂output.
 at::Tensor goursat_backward(const at::Tensor& grad_output, const at::Tensor& increments,

@@ -1,8 +1,7 @@
 // Operator schemas of the `sigkernel` namespace (declared once, here) and the
 // typed dispatcher helpers. Kernels live in cpu/ and cuda/, autograd in autograd/.
-#include <Python.h>
-
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <Python.h>
 #include <torch/library.h>
 
 #include "goursat_ops.h"
@@ -16,8 +15,8 @@ extern "C" PyObject* PyInit__C(void) {
 
 namespace sigkernel {
 
-at::Tensor goursat(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
-                   bool return_grid, int64_t n_jobs) {
+at::Tensor goursat(const at::Tensor& increments, c10::IntArrayRef dyadic_order, bool return_grid,
+                   int64_t n_jobs) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("sigkernel::goursat", "")
                        .typed<decltype(goursat)>();

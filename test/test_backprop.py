@@ -6,16 +6,24 @@ from __future__ import annotations
 import pysiglib
 import pytest
 import torch
-
-import torch_sigkernel as tsk
 from reference import rel_err
 from test_sig_kernel import KERNELS, ORDERS, TRANSFORMS, _paths
+
+import torch_sigkernel as tsk
 
 
 def _pysiglib_grads(derivs, x, y, order, kernel, options, return_grid=False, k_grid=None):
     gx, gy = pysiglib.sig_kernel_backprop(
-        derivs, x, y, dyadic_order=order, static_kernel=kernel, left_deriv=True, right_deriv=True,
-        return_grid=return_grid, k_grid=k_grid, **options,
+        derivs,
+        x,
+        y,
+        dyadic_order=order,
+        static_kernel=kernel,
+        left_deriv=True,
+        right_deriv=True,
+        return_grid=return_grid,
+        k_grid=k_grid,
+        **options,
     )
     return torch.as_tensor(gx).reshape(x.shape), torch.as_tensor(gy).reshape(y.shape)
 
@@ -54,8 +62,15 @@ def test_grid_backprop_matches_pysiglib(order, kernel, transform):
     ex, ey = _pysiglib_grads(derivs, x, y, order, their_kernel(), options, return_grid=True)
     for k_grid in (None, grid):
         gx, gy = tsk.sig_kernel_backprop(
-            derivs, x, y, order, static_kernel=ours_kernel(), right_deriv=True, return_grid=True,
-            k_grid=k_grid, **options,
+            derivs,
+            x,
+            y,
+            order,
+            static_kernel=ours_kernel(),
+            right_deriv=True,
+            return_grid=True,
+            k_grid=k_grid,
+            **options,
         )
         assert rel_err(gx, ex) < 1e-12
         assert rel_err(gy, ey) < 1e-12

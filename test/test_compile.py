@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference import rel_err
 
 import torch_sigkernel as tsk
-from reference import rel_err
 
 
 def _loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

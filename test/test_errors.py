@@ -53,56 +53,200 @@ def _wrong_shape_kernel(x, y):
 
 # (id, path1 factory, path2 factory, dyadic_order, kwargs, exception, message regex)
 _COMMON_CASES = [
-    ("path1_rank1", lambda: _x()[0, :, 0], _y, 1, {}, ValueError,
-     r"path1 must have shape \(\.\.\., length, dimension\), got shape \(5,\)"),
-    ("path2_rank1", _x, lambda: _y()[0, :, 0], 1, {}, ValueError,
-     r"path2 must have shape \(\.\.\., length, dimension\), got shape \(6,\)"),
-    ("path1_not_array", lambda: _x().tolist(), _y, 1, {}, TypeError,
-     r"path1 must be a torch\.Tensor or a numpy\.ndarray, got list"),
-    ("batch_mismatch", _x, lambda: _y()[:1], 1, {}, ValueError,
-     r"path1 and path2 must have the same leading batch shape, got \(2,\) and \(1,\)"),
-    ("batch_rank_mismatch", _x, lambda: _y()[0], 1, {}, ValueError,
-     r"path1 and path2 must have the same leading batch shape, got \(2,\) and \(\)"),
-    ("dimension_mismatch", _x, lambda: _y()[..., :2], 1, {}, ValueError,
-     r"path1 and path2 must have the same dimension d, got 3 and 2"),
-    ("path1_int64", lambda: _x().long(), _y, 1, {}, TypeError,
-     r"path1 must have dtype float32 or float64, got torch\.int64"),
-    ("path2_int64", _x, lambda: _y().long(), 1, {}, TypeError,
-     r"path2 must have dtype float32 or float64, got torch\.int64"),
-    ("path1_float16", lambda: _x(torch.float16), _y, 1, {}, TypeError,
-     r"path1 must have dtype float32 or float64, got torch\.float16"),
-    ("path2_float16", _x, lambda: _y(torch.float16), 1, {}, TypeError,
-     r"path2 must have dtype float32 or float64, got torch\.float16"),
-    ("both_float16", lambda: _x(torch.float16), lambda: _y(torch.float16), 1, {}, TypeError,
-     r"path1 must have dtype float32 or float64"),
-    ("dtype_mix", lambda: _x(torch.float32), _y, 1, {}, TypeError,
-     r"path1 and path2 must have the same dtype, got torch\.float32 and torch\.float64"),
-    ("numpy_torch_mix", lambda: _x().numpy(), _y, 1, {}, TypeError,
-     r"path1.* and .*path2.* must be all numpy arrays or all torch tensors, not a mix"),
-    ("torch_numpy_mix", _x, lambda: _y().numpy(), 1, {}, TypeError,
-     r"path2 and .*path1 must be all numpy arrays or all torch tensors, not a mix"),
-    ("device_mix_meta_cpu", lambda: _x().to("meta"), _y, 1, {}, ValueError,
-     r"path1 and path2 must be on the same device, got meta and cpu"),
-    ("device_mix_cpu_meta", _x, lambda: _y().to("meta"), 1, {}, ValueError,
-     r"path1 and path2 must be on the same device, got cpu and meta"),
-    ("path1_zero_length", lambda: _x()[:, :0], _y, 1, {}, ValueError,
-     r"path1 must have at least one point, got shape \(2, 0, 3\)"),
-    ("path2_zero_length", _x, lambda: _y()[:, :0], 1, {}, ValueError,
-     r"path2 must have at least one point, got shape \(2, 0, 3\)"),
-    ("zero_dimension", lambda: _x()[..., :0], lambda: _y()[..., :0], 1, {}, ValueError,
-     r"path1 must have dimension d >= 1, got shape \(2, 5, 0\)"),
+    (
+        "path1_rank1",
+        lambda: _x()[0, :, 0],
+        _y,
+        1,
+        {},
+        ValueError,
+        r"path1 must have shape \(\.\.\., length, dimension\), got shape \(5,\)",
+    ),
+    (
+        "path2_rank1",
+        _x,
+        lambda: _y()[0, :, 0],
+        1,
+        {},
+        ValueError,
+        r"path2 must have shape \(\.\.\., length, dimension\), got shape \(6,\)",
+    ),
+    (
+        "path1_not_array",
+        lambda: _x().tolist(),
+        _y,
+        1,
+        {},
+        TypeError,
+        r"path1 must be a torch\.Tensor or a numpy\.ndarray, got list",
+    ),
+    (
+        "batch_mismatch",
+        _x,
+        lambda: _y()[:1],
+        1,
+        {},
+        ValueError,
+        r"path1 and path2 must have the same leading batch shape, got \(2,\) and \(1,\)",
+    ),
+    (
+        "batch_rank_mismatch",
+        _x,
+        lambda: _y()[0],
+        1,
+        {},
+        ValueError,
+        r"path1 and path2 must have the same leading batch shape, got \(2,\) and \(\)",
+    ),
+    (
+        "dimension_mismatch",
+        _x,
+        lambda: _y()[..., :2],
+        1,
+        {},
+        ValueError,
+        r"path1 and path2 must have the same dimension d, got 3 and 2",
+    ),
+    (
+        "path1_int64",
+        lambda: _x().long(),
+        _y,
+        1,
+        {},
+        TypeError,
+        r"path1 must have dtype float32 or float64, got torch\.int64",
+    ),
+    (
+        "path2_int64",
+        _x,
+        lambda: _y().long(),
+        1,
+        {},
+        TypeError,
+        r"path2 must have dtype float32 or float64, got torch\.int64",
+    ),
+    (
+        "path1_float16",
+        lambda: _x(torch.float16),
+        _y,
+        1,
+        {},
+        TypeError,
+        r"path1 must have dtype float32 or float64, got torch\.float16",
+    ),
+    (
+        "path2_float16",
+        _x,
+        lambda: _y(torch.float16),
+        1,
+        {},
+        TypeError,
+        r"path2 must have dtype float32 or float64, got torch\.float16",
+    ),
+    (
+        "both_float16",
+        lambda: _x(torch.float16),
+        lambda: _y(torch.float16),
+        1,
+        {},
+        TypeError,
+        r"path1 must have dtype float32 or float64",
+    ),
+    (
+        "dtype_mix",
+        lambda: _x(torch.float32),
+        _y,
+        1,
+        {},
+        TypeError,
+        r"path1 and path2 must have the same dtype, got torch\.float32 and torch\.float64",
+    ),
+    (
+        "numpy_torch_mix",
+        lambda: _x().numpy(),
+        _y,
+        1,
+        {},
+        TypeError,
+        r"path1.* and .*path2.* must be all numpy arrays or all torch tensors, not a mix",
+    ),
+    (
+        "torch_numpy_mix",
+        _x,
+        lambda: _y().numpy(),
+        1,
+        {},
+        TypeError,
+        r"path2 and .*path1 must be all numpy arrays or all torch tensors, not a mix",
+    ),
+    (
+        "device_mix_meta_cpu",
+        lambda: _x().to("meta"),
+        _y,
+        1,
+        {},
+        ValueError,
+        r"path1 and path2 must be on the same device, got meta and cpu",
+    ),
+    (
+        "device_mix_cpu_meta",
+        _x,
+        lambda: _y().to("meta"),
+        1,
+        {},
+        ValueError,
+        r"path1 and path2 must be on the same device, got cpu and meta",
+    ),
+    (
+        "path1_zero_length",
+        lambda: _x()[:, :0],
+        _y,
+        1,
+        {},
+        ValueError,
+        r"path1 must have at least one point, got shape \(2, 0, 3\)",
+    ),
+    (
+        "path2_zero_length",
+        _x,
+        lambda: _y()[:, :0],
+        1,
+        {},
+        ValueError,
+        r"path2 must have at least one point, got shape \(2, 0, 3\)",
+    ),
+    (
+        "zero_dimension",
+        lambda: _x()[..., :0],
+        lambda: _y()[..., :0],
+        1,
+        {},
+        ValueError,
+        r"path1 must have dimension d >= 1, got shape \(2, 5, 0\)",
+    ),
     ("dyadic_negative", _x, _y, -1, {}, ValueError, r"dyadic_order must be non-negative, got -1"),
-    ("dyadic_pair_negative", _x, _y, (1, -2), {}, ValueError,
-     r"dyadic_order must be non-negative, got \(1, -2\)"),
-    ("dyadic_float", _x, _y, 1.0, {}, TypeError,
-     r"dyadic_order must be an int or a tuple of two ints, got 1\.0"),
-    ("dyadic_3_tuple", _x, _y, (1, 2, 3), {}, TypeError,
-     r"dyadic_order must be an int or a tuple of two ints, got \(1, 2, 3\)"),
+    ("dyadic_pair_negative", _x, _y, (1, -2), {}, ValueError, r"dyadic_order must be non-negative, got \(1, -2\)"),
+    ("dyadic_float", _x, _y, 1.0, {}, TypeError, r"dyadic_order must be an int or a tuple of two ints, got 1\.0"),
+    (
+        "dyadic_3_tuple",
+        _x,
+        _y,
+        (1, 2, 3),
+        {},
+        TypeError,
+        r"dyadic_order must be an int or a tuple of two ints, got \(1, 2, 3\)",
+    ),
     ("dyadic_1_tuple", _x, _y, (1,), {}, TypeError, r"dyadic_order must be an int or a tuple of two ints"),
-    ("dyadic_bool", _x, _y, True, {}, TypeError,
-     r"dyadic_order must be an int or a tuple of two ints, got True"),
-    ("dyadic_pair_with_float", _x, _y, (1, 1.0), {}, TypeError,
-     r"dyadic_order must be an int or a tuple of two ints, got \(1, 1\.0\)"),
+    ("dyadic_bool", _x, _y, True, {}, TypeError, r"dyadic_order must be an int or a tuple of two ints, got True"),
+    (
+        "dyadic_pair_with_float",
+        _x,
+        _y,
+        (1, 1.0),
+        {},
+        TypeError,
+        r"dyadic_order must be an int or a tuple of two ints, got \(1, 1\.0\)",
+    ),
     ("dyadic_str", _x, _y, "1", {}, TypeError, r"dyadic_order must be an int or a tuple of two ints"),
     ("dyadic_none", _x, _y, None, {}, TypeError, r"dyadic_order must be an int or a tuple of two ints"),
     ("n_jobs_zero", _x, _y, 1, {"n_jobs": 0}, ValueError, r"n_jobs must be non-zero .*got 0"),
@@ -111,22 +255,62 @@ _COMMON_CASES = [
     ("n_jobs_str", _x, _y, 1, {"n_jobs": "2"}, TypeError, r"n_jobs must be an int, got str"),
     ("time_aug_int", _x, _y, 1, {"time_aug": 1}, TypeError, r"time_aug must be a bool, got int"),
     ("lead_lag_str", _x, _y, 1, {"lead_lag": "yes"}, TypeError, r"lead_lag must be a bool, got str"),
-    ("return_grid_none", _x, _y, 1, {"return_grid": None}, TypeError,
-     r"return_grid must be a bool, got NoneType"),
-    ("end_time_str", _x, _y, 1, {"time_aug": True, "end_time": "1"}, TypeError,
-     r"end_time must be a float, got str"),
-    ("time_aug_one_point_path1", lambda: _x()[:, :1], _y, 1, {"time_aug": True}, ValueError,
-     r"time_aug=True needs paths of at least 2 points, got lengths \(1, 6\)"),
-    ("time_aug_one_point_path2", _x, lambda: _y()[:, :1], 1, {"time_aug": True}, ValueError,
-     r"time_aug=True needs paths of at least 2 points, got lengths \(5, 1\)"),
-    ("static_kernel_str", _x, _y, 1, {"static_kernel": "rbf"}, TypeError,
-     r"static_kernel must be a StaticKernel or a callable .*got str"),
-    ("static_kernel_float", _x, _y, 1, {"static_kernel": 3.0}, TypeError,
-     r"static_kernel must be a StaticKernel or a callable .*got float"),
-    ("static_kernel_wrong_shape", _x, _y, 1, {"static_kernel": _wrong_shape_kernel}, ValueError,
-     r"static_kernel must return kernel values of shape \(2, 5, 6\), got \(2, 5, 5\)"),
-    ("static_kernel_not_tensor", _x, _y, 1, {"static_kernel": lambda a, b: 1.0}, ValueError,
-     r"static_kernel must return kernel values of shape \(2, 5, 6\), got float"),
+    ("return_grid_none", _x, _y, 1, {"return_grid": None}, TypeError, r"return_grid must be a bool, got NoneType"),
+    ("end_time_str", _x, _y, 1, {"time_aug": True, "end_time": "1"}, TypeError, r"end_time must be a float, got str"),
+    (
+        "time_aug_one_point_path1",
+        lambda: _x()[:, :1],
+        _y,
+        1,
+        {"time_aug": True},
+        ValueError,
+        r"time_aug=True needs paths of at least 2 points, got lengths \(1, 6\)",
+    ),
+    (
+        "time_aug_one_point_path2",
+        _x,
+        lambda: _y()[:, :1],
+        1,
+        {"time_aug": True},
+        ValueError,
+        r"time_aug=True needs paths of at least 2 points, got lengths \(5, 1\)",
+    ),
+    (
+        "static_kernel_str",
+        _x,
+        _y,
+        1,
+        {"static_kernel": "rbf"},
+        TypeError,
+        r"static_kernel must be a StaticKernel or a callable .*got str",
+    ),
+    (
+        "static_kernel_float",
+        _x,
+        _y,
+        1,
+        {"static_kernel": 3.0},
+        TypeError,
+        r"static_kernel must be a StaticKernel or a callable .*got float",
+    ),
+    (
+        "static_kernel_wrong_shape",
+        _x,
+        _y,
+        1,
+        {"static_kernel": _wrong_shape_kernel},
+        ValueError,
+        r"static_kernel must return kernel values of shape \(2, 5, 6\), got \(2, 5, 5\)",
+    ),
+    (
+        "static_kernel_not_tensor",
+        _x,
+        _y,
+        1,
+        {"static_kernel": lambda a, b: 1.0},
+        ValueError,
+        r"static_kernel must return kernel values of shape \(2, 5, 6\), got float",
+    ),
 ]
 
 
@@ -165,45 +349,107 @@ def _backprop(derivs=None, **kwargs):
 _BACKPROP_CASES = [
     ("left_deriv_int", {"left_deriv": 1}, TypeError, r"left_deriv must be a bool, got int"),
     ("right_deriv_int", {"right_deriv": 0}, TypeError, r"right_deriv must be a bool, got int"),
-    ("derivs_wrong_shape", {"derivs": torch.ones(B + 1, dtype=F64)}, ValueError,
-     r"derivs must have the paths' batch shape \(2,\), got \(3,\)"),
-    ("derivs_extra_dim", {"derivs": torch.ones(B, 1, dtype=F64)}, ValueError,
-     r"derivs must have the paths' batch shape \(2,\), got \(2, 1\)"),
-    ("derivs_grid_shape_in_value_mode", {"derivs": torch.ones(B, N1, N2, dtype=F64)}, ValueError,
-     r"derivs must have the paths' batch shape \(2,\), got \(2, 9, 11\)"),
-    ("derivs_value_shape_in_grid_mode", {"derivs": torch.ones(B, dtype=F64), "return_grid": True},
-     ValueError, r"derivs must have the grid shape \(2, 9, 11\), got \(2,\)"),
-    ("derivs_wrong_grid_shape", {"derivs": torch.ones(B, N1, N2 - 1, dtype=F64), "return_grid": True},
-     ValueError, r"derivs must have the grid shape \(2, 9, 11\), got \(2, 9, 10\)"),
-    ("derivs_transposed_grid", {"derivs": torch.ones(B, N2, N1, dtype=F64), "return_grid": True},
-     ValueError, r"derivs must have the grid shape \(2, 9, 11\), got \(2, 11, 9\)"),
-    ("derivs_float32", {"derivs": torch.ones(B, dtype=torch.float32)}, TypeError,
-     r"derivs must have the paths' dtype torch\.float64, got torch\.float32"),
-    ("derivs_int64", {"derivs": torch.ones(B, dtype=torch.int64)}, TypeError,
-     r"derivs must have the paths' dtype torch\.float64, got torch\.int64"),
-    ("derivs_meta", {"derivs": torch.ones(B, dtype=F64, device="meta")}, ValueError,
-     r"derivs must be on the paths' device cpu, got meta"),
+    (
+        "derivs_wrong_shape",
+        {"derivs": torch.ones(B + 1, dtype=F64)},
+        ValueError,
+        r"derivs must have the paths' batch shape \(2,\), got \(3,\)",
+    ),
+    (
+        "derivs_extra_dim",
+        {"derivs": torch.ones(B, 1, dtype=F64)},
+        ValueError,
+        r"derivs must have the paths' batch shape \(2,\), got \(2, 1\)",
+    ),
+    (
+        "derivs_grid_shape_in_value_mode",
+        {"derivs": torch.ones(B, N1, N2, dtype=F64)},
+        ValueError,
+        r"derivs must have the paths' batch shape \(2,\), got \(2, 9, 11\)",
+    ),
+    (
+        "derivs_value_shape_in_grid_mode",
+        {"derivs": torch.ones(B, dtype=F64), "return_grid": True},
+        ValueError,
+        r"derivs must have the grid shape \(2, 9, 11\), got \(2,\)",
+    ),
+    (
+        "derivs_wrong_grid_shape",
+        {"derivs": torch.ones(B, N1, N2 - 1, dtype=F64), "return_grid": True},
+        ValueError,
+        r"derivs must have the grid shape \(2, 9, 11\), got \(2, 9, 10\)",
+    ),
+    (
+        "derivs_transposed_grid",
+        {"derivs": torch.ones(B, N2, N1, dtype=F64), "return_grid": True},
+        ValueError,
+        r"derivs must have the grid shape \(2, 9, 11\), got \(2, 11, 9\)",
+    ),
+    (
+        "derivs_float32",
+        {"derivs": torch.ones(B, dtype=torch.float32)},
+        TypeError,
+        r"derivs must have the paths' dtype torch\.float64, got torch\.float32",
+    ),
+    (
+        "derivs_int64",
+        {"derivs": torch.ones(B, dtype=torch.int64)},
+        TypeError,
+        r"derivs must have the paths' dtype torch\.float64, got torch\.int64",
+    ),
+    (
+        "derivs_meta",
+        {"derivs": torch.ones(B, dtype=F64, device="meta")},
+        ValueError,
+        r"derivs must be on the paths' device cpu, got meta",
+    ),
     ("derivs_list", {"derivs": [1.0, 1.0]}, TypeError, r"derivs must be a Tensor like the paths, got list"),
-    ("derivs_numpy_with_torch_paths", {"derivs": np.ones(B)}, TypeError,
-     r"derivs and path1, path2 must be all numpy arrays or all torch tensors"),
-    ("k_grid_wrong_shape", {"k_grid": torch.ones(B, N1, N2 + 1, dtype=F64)}, ValueError,
-     r"k_grid must have the forward grid's shape \(2, 9, 11\), got \(2, 9, 12\)"),
-    ("k_grid_value_shape", {"k_grid": torch.ones(B, dtype=F64)}, ValueError,
-     r"k_grid must have the forward grid's shape \(2, 9, 11\), got \(2,\)"),
-    ("k_grid_transposed", {"k_grid": torch.ones(B, N2, N1, dtype=F64)}, ValueError,
-     r"k_grid must have the forward grid's shape \(2, 9, 11\), got \(2, 11, 9\)"),
-    ("k_grid_float32", {"k_grid": torch.ones(B, N1, N2, dtype=torch.float32)}, TypeError,
-     r"k_grid must have the paths' dtype torch\.float64, got torch\.float32"),
-    ("k_grid_meta", {"k_grid": torch.ones(B, N1, N2, dtype=F64, device="meta")}, ValueError,
-     r"k_grid must be on the paths' device cpu, got meta"),
-    ("k_grid_numpy_with_torch_paths", {"k_grid": np.ones((B, N1, N2))}, TypeError,
-     r"k_grid and derivs, path1, path2 must be all numpy arrays or all torch tensors"),
+    (
+        "derivs_numpy_with_torch_paths",
+        {"derivs": np.ones(B)},
+        TypeError,
+        r"derivs and path1, path2 must be all numpy arrays or all torch tensors",
+    ),
+    (
+        "k_grid_wrong_shape",
+        {"k_grid": torch.ones(B, N1, N2 + 1, dtype=F64)},
+        ValueError,
+        r"k_grid must have the forward grid's shape \(2, 9, 11\), got \(2, 9, 12\)",
+    ),
+    (
+        "k_grid_value_shape",
+        {"k_grid": torch.ones(B, dtype=F64)},
+        ValueError,
+        r"k_grid must have the forward grid's shape \(2, 9, 11\), got \(2,\)",
+    ),
+    (
+        "k_grid_transposed",
+        {"k_grid": torch.ones(B, N2, N1, dtype=F64)},
+        ValueError,
+        r"k_grid must have the forward grid's shape \(2, 9, 11\), got \(2, 11, 9\)",
+    ),
+    (
+        "k_grid_float32",
+        {"k_grid": torch.ones(B, N1, N2, dtype=torch.float32)},
+        TypeError,
+        r"k_grid must have the paths' dtype torch\.float64, got torch\.float32",
+    ),
+    (
+        "k_grid_meta",
+        {"k_grid": torch.ones(B, N1, N2, dtype=F64, device="meta")},
+        ValueError,
+        r"k_grid must be on the paths' device cpu, got meta",
+    ),
+    (
+        "k_grid_numpy_with_torch_paths",
+        {"k_grid": np.ones((B, N1, N2))},
+        TypeError,
+        r"k_grid and derivs, path1, path2 must be all numpy arrays or all torch tensors",
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    "kwargs, exc, match", [c[1:] for c in _BACKPROP_CASES], ids=[c[0] for c in _BACKPROP_CASES]
-)
+@pytest.mark.parametrize("kwargs, exc, match", [c[1:] for c in _BACKPROP_CASES], ids=[c[0] for c in _BACKPROP_CASES])
 def test_backprop_bad_inputs(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         _backprop(**kwargs)
@@ -255,8 +501,7 @@ def test_too_large_dyadic_order_fails_fast(api, order, return_grid, match):
         (lambda: RBFKernel(float("inf")), ValueError, r"RBFKernel: sigma must be finite .*got inf"),
         (lambda: RBFKernel("a"), TypeError, r"RBFKernel: sigma must be a float, got str"),
         (lambda: RBFKernel(None), TypeError, r"RBFKernel: sigma must be a float, got NoneType"),
-        (lambda: ScaledLinearKernel(-1), ValueError,
-         r"ScaledLinearKernel: scale must be finite and >= 0, got -1"),
+        (lambda: ScaledLinearKernel(-1), ValueError, r"ScaledLinearKernel: scale must be finite and >= 0, got -1"),
         (lambda: ScaledLinearKernel(float("inf")), ValueError, r"ScaledLinearKernel: scale .*got inf"),
         (lambda: ScaledLinearKernel("2"), TypeError, r"ScaledLinearKernel: scale must be a float, got str"),
     ],
@@ -291,8 +536,12 @@ def test_static_kernel_valid_edge_parameters():
         (_x, {"lead_lag": "yes"}, TypeError, r"lead_lag must be a bool, got str"),
         (_x, {"time_aug": True, "end_time": "a"}, TypeError, r"end_time must be a float, got str"),
         (_x, {"time_aug": True, "end_time": None}, TypeError, r"end_time must be a float, got NoneType"),
-        (lambda: _x()[:, :1], {"time_aug": True}, ValueError,
-         r"time_aug=True needs paths of at least 2 points, got lengths \(1,\)"),
+        (
+            lambda: _x()[:, :1],
+            {"time_aug": True},
+            ValueError,
+            r"time_aug=True needs paths of at least 2 points, got lengths \(1,\)",
+        ),
     ],
 )
 def test_transform_path_bad_inputs(make, kwargs, exc, match):
@@ -310,54 +559,88 @@ def _inc(batch=B, m1=4, m2=5, dtype=F64):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: op.goursat(_inc()[0], [1, 1], False, 1),
-         r"sigkernel: increments must have shape \(batch, m1, m2\), got 2 dimensions"),
-        (lambda: op.goursat(_inc().unsqueeze(0), [1, 1], False, 1),
-         r"sigkernel: increments must have shape \(batch, m1, m2\), got 4 dimensions"),
-        (lambda: op.goursat(_inc().long(), [1, 1], False, 1),
-         r"sigkernel: increments must be float32 or float64, got Long"),
-        (lambda: op.goursat(_inc().int(), [1, 1], True, 1),
-         r"sigkernel: increments must be float32 or float64, got Int"),
-        (lambda: op.goursat(_inc(), [-1, 1], False, 1),
-         r"sigkernel: dyadic_order must be non-negative, got \(-1, 1\)"),
-        (lambda: op.goursat(_inc(), [1, -3], True, 1),
-         r"sigkernel: dyadic_order must be non-negative, got \(1, -3\)"),
+        (
+            lambda: op.goursat(_inc()[0], [1, 1], False, 1),
+            r"sigkernel: increments must have shape \(batch, m1, m2\), got 2 dimensions",
+        ),
+        (
+            lambda: op.goursat(_inc().unsqueeze(0), [1, 1], False, 1),
+            r"sigkernel: increments must have shape \(batch, m1, m2\), got 4 dimensions",
+        ),
+        (
+            lambda: op.goursat(_inc().long(), [1, 1], False, 1),
+            r"sigkernel: increments must be float32 or float64, got Long",
+        ),
+        (
+            lambda: op.goursat(_inc().int(), [1, 1], True, 1),
+            r"sigkernel: increments must be float32 or float64, got Int",
+        ),
+        (lambda: op.goursat(_inc(), [-1, 1], False, 1), r"sigkernel: dyadic_order must be non-negative, got \(-1, 1\)"),
+        (lambda: op.goursat(_inc(), [1, -3], True, 1), r"sigkernel: dyadic_order must be non-negative, got \(1, -3\)"),
         (lambda: op.goursat(_inc(), [1], False, 1), r"sigkernel: dyadic_order must have 2 entries, got 1"),
-        (lambda: op.goursat(_inc(), [62, 62], False, 1),
-         r"sigkernel: dyadic_order \(62, 62\) is too large"),
-        (lambda: op.goursat(_inc(), [40, 40], False, 1),
-         r"sigkernel: dyadic_order \(40, 40\) is too large"),
+        (lambda: op.goursat(_inc(), [62, 62], False, 1), r"sigkernel: dyadic_order \(62, 62\) is too large"),
+        (lambda: op.goursat(_inc(), [40, 40], False, 1), r"sigkernel: dyadic_order \(40, 40\) is too large"),
         (lambda: op.goursat(_inc(), [1, 1], False, 0), r"sigkernel: n_jobs must be non-zero, got 0"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [1, 1], False, None, 0),
-         r"sigkernel: n_jobs must be non-zero, got 0"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc()[0], [1, 1], False, None, 1),
-         r"sigkernel: increments must have shape"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc().long(), [1, 1], False, None, 1),
-         r"sigkernel: increments must be float32 or float64"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [-1, 0], False, None, 1),
-         r"sigkernel: dyadic_order must be non-negative"),
-        (lambda: op.goursat_backward(torch.ones(B + 1, dtype=F64), _inc(), [1, 1], False, None, 1),
-         r"sigkernel: grad_output must have shape \(2,\), got \[3\]"),
-        (lambda: op.goursat_backward(torch.ones(B, 1, dtype=F64), _inc(), [1, 1], False, None, 1),
-         r"sigkernel: grad_output must have shape \(2,\), got \[2, 1\]"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [1, 1], True, None, 1),
-         r"sigkernel: grad_output must have the grid shape \(2, 9, 11\), got \[2\]"),
-        (lambda: op.goursat_backward(torch.ones(B, 9, 10, dtype=F64), _inc(), [1, 1], True, None, 1),
-         r"sigkernel: grad_output must have the grid shape \(2, 9, 11\), got \[2, 9, 10\]"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=torch.float32), _inc(), [1, 1], False, None, 1),
-         r"sigkernel: grad_output must have the dtype of increments \(Double\), got Float"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [1, 1], False,
-                                     torch.ones(B, 9, 10, dtype=F64), 1),
-         r"sigkernel: grid must have shape \(2, 9, 11\), got \[2, 9, 10\]"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [1, 1], False,
-                                     torch.ones(B, 11, 9, dtype=F64), 1),
-         r"sigkernel: grid must have shape \(2, 9, 11\), got \[2, 11, 9\]"),
-        (lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [1, 1], False,
-                                     torch.ones(B, 9, 11, dtype=torch.float32), 1),
-         r"sigkernel: grid must have the dtype of increments \(Double\), got Float"),
-        (lambda: op.goursat_backward(torch.ones(B, 9, 11, dtype=F64), _inc(), [1, 1], True,
-                                     torch.ones(1, 9, 11, dtype=F64), 1),
-         r"sigkernel: grid must have shape \(2, 9, 11\), got \[1, 9, 11\]"),
+        (
+            lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [1, 1], False, None, 0),
+            r"sigkernel: n_jobs must be non-zero, got 0",
+        ),
+        (
+            lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc()[0], [1, 1], False, None, 1),
+            r"sigkernel: increments must have shape",
+        ),
+        (
+            lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc().long(), [1, 1], False, None, 1),
+            r"sigkernel: increments must be float32 or float64",
+        ),
+        (
+            lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [-1, 0], False, None, 1),
+            r"sigkernel: dyadic_order must be non-negative",
+        ),
+        (
+            lambda: op.goursat_backward(torch.ones(B + 1, dtype=F64), _inc(), [1, 1], False, None, 1),
+            r"sigkernel: grad_output must have shape \(2,\), got \[3\]",
+        ),
+        (
+            lambda: op.goursat_backward(torch.ones(B, 1, dtype=F64), _inc(), [1, 1], False, None, 1),
+            r"sigkernel: grad_output must have shape \(2,\), got \[2, 1\]",
+        ),
+        (
+            lambda: op.goursat_backward(torch.ones(B, dtype=F64), _inc(), [1, 1], True, None, 1),
+            r"sigkernel: grad_output must have the grid shape \(2, 9, 11\), got \[2\]",
+        ),
+        (
+            lambda: op.goursat_backward(torch.ones(B, 9, 10, dtype=F64), _inc(), [1, 1], True, None, 1),
+            r"sigkernel: grad_output must have the grid shape \(2, 9, 11\), got \[2, 9, 10\]",
+        ),
+        (
+            lambda: op.goursat_backward(torch.ones(B, dtype=torch.float32), _inc(), [1, 1], False, None, 1),
+            r"sigkernel: grad_output must have the dtype of increments \(Double\), got Float",
+        ),
+        (
+            lambda: op.goursat_backward(
+                torch.ones(B, dtype=F64), _inc(), [1, 1], False, torch.ones(B, 9, 10, dtype=F64), 1
+            ),
+            r"sigkernel: grid must have shape \(2, 9, 11\), got \[2, 9, 10\]",
+        ),
+        (
+            lambda: op.goursat_backward(
+                torch.ones(B, dtype=F64), _inc(), [1, 1], False, torch.ones(B, 11, 9, dtype=F64), 1
+            ),
+            r"sigkernel: grid must have shape \(2, 9, 11\), got \[2, 11, 9\]",
+        ),
+        (
+            lambda: op.goursat_backward(
+                torch.ones(B, dtype=F64), _inc(), [1, 1], False, torch.ones(B, 9, 11, dtype=torch.float32), 1
+            ),
+            r"sigkernel: grid must have the dtype of increments \(Double\), got Float",
+        ),
+        (
+            lambda: op.goursat_backward(
+                torch.ones(B, 9, 11, dtype=F64), _inc(), [1, 1], True, torch.ones(1, 9, 11, dtype=F64), 1
+            ),
+            r"sigkernel: grid must have shape \(2, 9, 11\), got \[1, 9, 11\]",
+        ),
     ],
 )
 def test_op_checks(call, match):
@@ -433,13 +716,17 @@ def test_one_point_path_kernel_is_one(dtype, lengths, kernel):
     grid = tsk.sig_kernel(x, y, 2, static_kernel=kernel, return_grid=True)
     assert torch.equal(grid, torch.ones(B, n1, n2, dtype=dtype))
 
-    gx, gy = tsk.sig_kernel_backprop(
-        torch.randn(B, dtype=dtype), x, y, 2, static_kernel=kernel, right_deriv=True
-    )
+    gx, gy = tsk.sig_kernel_backprop(torch.randn(B, dtype=dtype), x, y, 2, static_kernel=kernel, right_deriv=True)
     assert torch.equal(gx, torch.zeros_like(x)) and torch.equal(gy, torch.zeros_like(y))
     gx, gy = tsk.sig_kernel_backprop(
-        torch.randn(B, n1, n2, dtype=dtype), x, y, 2, static_kernel=kernel, right_deriv=True,
-        return_grid=True, k_grid=grid,
+        torch.randn(B, n1, n2, dtype=dtype),
+        x,
+        y,
+        2,
+        static_kernel=kernel,
+        right_deriv=True,
+        return_grid=True,
+        k_grid=grid,
     )
     assert torch.equal(gx, torch.zeros_like(x)) and torch.equal(gy, torch.zeros_like(y))
 
@@ -470,8 +757,12 @@ def _channel_strided(t):
     return t.repeat_interleave(2, dim=-1)[..., ::2]
 
 
-_VIEWS = {"transposed": _transposed, "strided": _strided, "batch_major": _batch_major,
-          "channel_strided": _channel_strided}
+_VIEWS = {
+    "transposed": _transposed,
+    "strided": _strided,
+    "batch_major": _batch_major,
+    "channel_strided": _channel_strided,
+}
 
 
 def _close(a, b):
@@ -480,8 +771,9 @@ def _close(a, b):
 
 
 @pytest.mark.parametrize("view", list(_VIEWS), ids=list(_VIEWS))
-@pytest.mark.parametrize("kwargs", [{}, {"static_kernel": RBFKernel(0.5), "time_aug": True},
-                                    {"lead_lag": True}, {"dyadic_order": (2, 0)}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"static_kernel": RBFKernel(0.5), "time_aug": True}, {"lead_lag": True}, {"dyadic_order": (2, 0)}]
+)
 def test_non_contiguous_paths(view, kwargs):
     kwargs = dict(kwargs)
     order = kwargs.pop("dyadic_order", 1)
@@ -505,15 +797,16 @@ def test_non_contiguous_paths(view, kwargs):
     seed = torch.randn(3, *grid.shape[1:], dtype=F64)
     seed_view, grid_view = _transposed(seed), _transposed(grid)
     assert not seed_view.is_contiguous() and not grid_view.is_contiguous()
-    ref = tsk.sig_kernel_backprop(seed, x, y, order, right_deriv=True, return_grid=True, k_grid=grid,
-                                  **kwargs)
-    got = tsk.sig_kernel_backprop(seed_view, xv, yv, order, right_deriv=True, return_grid=True,
-                                  k_grid=grid_view, **kwargs)
+    ref = tsk.sig_kernel_backprop(seed, x, y, order, right_deriv=True, return_grid=True, k_grid=grid, **kwargs)
+    got = tsk.sig_kernel_backprop(
+        seed_view, xv, yv, order, right_deriv=True, return_grid=True, k_grid=grid_view, **kwargs
+    )
     for g, r in zip(got, ref):
         _close(g, r)
     ref = tsk.sig_kernel_backprop(derivs, x, y, order, right_deriv=True, k_grid=grid, **kwargs)
-    got = tsk.sig_kernel_backprop(derivs[:, None].expand(3, 2)[:, 0], x, y, order, right_deriv=True,
-                                  k_grid=grid_view, **kwargs)
+    got = tsk.sig_kernel_backprop(
+        derivs[:, None].expand(3, 2)[:, 0], x, y, order, right_deriv=True, k_grid=grid_view, **kwargs
+    )
     for g, r in zip(got, ref):
         _close(g, r)
 

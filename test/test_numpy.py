@@ -61,9 +61,7 @@ def test_sig_kernel_numpy_matches_torch(paths, options):
 
     normalized = tsk.sig_kernel(x, y, order, normalize=True, **kw)
     assert type(normalized) is np.ndarray
-    np.testing.assert_array_equal(
-        normalized, tsk.sig_kernel(_t(x), _t(y), order, normalize=True, **kw).numpy()
-    )
+    np.testing.assert_array_equal(normalized, tsk.sig_kernel(_t(x), _t(y), order, normalize=True, **kw).numpy())
 
 
 @pytest.mark.parametrize("options", _OPTIONS, ids=_IDS)
@@ -101,9 +99,7 @@ def test_sig_kernel_backprop_numpy_grid_mode_and_k_grid(paths, rng):
     grid = tsk.sig_kernel(x, y, order, return_grid=True)
     seed = rng.standard_normal(grid.shape)
     got = tsk.sig_kernel_backprop(seed, x, y, order, right_deriv=True, return_grid=True, k_grid=grid)
-    ref = tsk.sig_kernel_backprop(
-        _t(seed), _t(x), _t(y), order, right_deriv=True, return_grid=True, k_grid=_t(grid)
-    )
+    ref = tsk.sig_kernel_backprop(_t(seed), _t(x), _t(y), order, right_deriv=True, return_grid=True, k_grid=_t(grid))
     for g, r in zip(got, ref):
         assert type(g) is np.ndarray
         np.testing.assert_array_equal(g, r.numpy())
@@ -190,8 +186,7 @@ def _strided(a):
     return out
 
 
-_LAYOUTS = {"fortran": _fortran, "negative_stride": _negative_stride, "read_only": _read_only,
-            "strided": _strided}
+_LAYOUTS = {"fortran": _fortran, "negative_stride": _negative_stride, "read_only": _read_only, "strided": _strided}
 
 
 @pytest.mark.parametrize("layout", list(_LAYOUTS))
@@ -218,8 +213,7 @@ def test_layouts_give_same_numbers(paths, rng, layout):
 
     # The seed and the forward grid in the same layout.
     seed = rng.standard_normal(grid.shape)
-    got = tsk.sig_kernel_backprop(make(seed), xv, yv, 1, right_deriv=True, return_grid=True,
-                                  k_grid=make(grid))
+    got = tsk.sig_kernel_backprop(make(seed), xv, yv, 1, right_deriv=True, return_grid=True, k_grid=make(grid))
     ref = tsk.sig_kernel_backprop(seed, x, y, 1, right_deriv=True, return_grid=True, k_grid=grid)
     for g, r in zip(got, ref):
         np.testing.assert_array_equal(g, r)
@@ -303,9 +297,7 @@ def test_numpy_keyword_arguments(paths):
     np.testing.assert_array_equal(out, tsk.sig_kernel(x, y, 1))
     gx, _ = tsk.sig_kernel_backprop(derivs=np.ones(B), path1=x, path2=y, dyadic_order=1)
     np.testing.assert_array_equal(gx, tsk.sig_kernel_backprop(np.ones(B), x, y, 1)[0])
-    np.testing.assert_array_equal(
-        tsk.transform_path(path=x, lead_lag=True), tsk.transform_path(x, lead_lag=True)
-    )
+    np.testing.assert_array_equal(tsk.transform_path(path=x, lead_lag=True), tsk.transform_path(x, lead_lag=True))
 
 
 # ---------------------------------------------------------------- shapes
@@ -340,8 +332,9 @@ def test_leading_batch_dims(rng):
     for i in range(2):
         for j in range(3):
             assert out[i, j] == tsk.sig_kernel(x[i, j], y[i, j], 1)
-            ex, ey = tsk.sig_kernel_backprop(derivs[i, j : j + 1], x[i, j : j + 1], y[i, j : j + 1], 1,
-                                             right_deriv=True)
+            ex, ey = tsk.sig_kernel_backprop(
+                derivs[i, j : j + 1], x[i, j : j + 1], y[i, j : j + 1], 1, right_deriv=True
+            )
             np.testing.assert_allclose(gx[i, j], ex[0], rtol=1e-13, atol=1e-15)
             np.testing.assert_allclose(gy[i, j], ey[0], rtol=1e-13, atol=1e-15)
     assert tsk.transform_path(x, time_aug=True).shape == (2, 3, L1, D + 1)

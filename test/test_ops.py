@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 from expecttest import assert_expected_inline
-from torch.library import opcheck
-
 from reference import reference_grid, rel_err
+from torch.library import opcheck
 
 goursat = torch.ops.sigkernel.goursat
 goursat_backward = torch.ops.sigkernel.goursat_backward
@@ -20,11 +19,11 @@ goursat_backward = torch.ops.sigkernel.goursat_backward
 def test_schemas_are_pinned():
     assert_expected_inline(
         str(goursat.default._schema),
-        """sigkernel::goursat(Tensor increments, int[2] dyadic_order, bool return_grid=False, int n_jobs=1) -> Tensor""",
+        """sigkernel::goursat(Tensor increments, int[2] dyadic_order, bool return_grid=False, int n_jobs=1) -> Tensor""",  # noqa: E501
     )
     assert_expected_inline(
         str(goursat_backward.default._schema),
-        """sigkernel::goursat_backward(Tensor grad_output, Tensor increments, int[2] dyadic_order, bool return_grid=False, Tensor? grid=None, int n_jobs=1) -> Tensor""",
+        """sigkernel::goursat_backward(Tensor grad_output, Tensor increments, int[2] dyadic_order, bool return_grid=False, Tensor? grid=None, int n_jobs=1) -> Tensor""",  # noqa: E501
     )
 
 
@@ -147,10 +146,13 @@ def test_checkpointed_backward_equals_backward_from_grid():
     from_grid = goursat_backward(seed, increments, order, False, grid, -1)
     assert rel_err(recomputed, from_grid) < 1e-13
     grid_seed = torch.randn_like(grid)
-    assert rel_err(
-        goursat_backward(grid_seed, increments, order, True, None, -1),
-        goursat_backward(grid_seed, increments, order, True, grid, -1),
-    ) < 1e-13
+    assert (
+        rel_err(
+            goursat_backward(grid_seed, increments, order, True, None, -1),
+            goursat_backward(grid_seed, increments, order, True, grid, -1),
+        )
+        < 1e-13
+    )
 
 
 def test_non_contiguous_increments_and_seeds():
@@ -160,10 +162,13 @@ def test_non_contiguous_increments_and_seeds():
     assert torch.equal(goursat(strided, [1, 1], True, 1), goursat(base, [1, 1], True, 1))
     grid = goursat(base, [1, 1], True, 1)
     seed = torch.randn(grid.shape[0], grid.shape[2], grid.shape[1], dtype=torch.float64).transpose(1, 2)
-    assert rel_err(
-        goursat_backward(seed, strided, [1, 1], True, None, 1),
-        goursat_backward(seed.contiguous(), base, [1, 1], True, None, 1),
-    ) < 1e-15
+    assert (
+        rel_err(
+            goursat_backward(seed, strided, [1, 1], True, None, 1),
+            goursat_backward(seed.contiguous(), base, [1, 1], True, None, 1),
+        )
+        < 1e-15
+    )
     expanded_seed = torch.ones(1, dtype=torch.float64).expand(3)
     assert torch.equal(
         goursat_backward(expanded_seed, base, [0, 0], False, None, 1),

@@ -8,7 +8,6 @@ import textwrap
 from typing import List
 
 import torch
-
 from reference import rel_err
 
 

@@ -44,8 +44,10 @@ def _goursat_backward_fake(
     )
     torch._check(
         grad_output.device == increments.device,
-        lambda: f"sigkernel: grad_output must be on the device of increments ({increments.device}), "
-        f"got {grad_output.device}",
+        lambda: (
+            f"sigkernel: grad_output must be on the device of increments ({increments.device}), "
+            f"got {grad_output.device}"
+        ),
     )
     expected = (batch, n1, n2) if return_grid else (batch,)
     torch._check(

@@ -52,14 +52,12 @@ def parse_dyadic_order(dyadic_order: object) -> Tuple[int, int]:
     """An int λ (both paths) or a pair (λ1, λ2) of non-negative ints."""
     if type(dyadic_order) is int:
         orders = (dyadic_order, dyadic_order)
-    elif isinstance(dyadic_order, (tuple, list)) and len(dyadic_order) == 2 and all(
-        type(o) is int for o in dyadic_order
+    elif (
+        isinstance(dyadic_order, (tuple, list)) and len(dyadic_order) == 2 and all(type(o) is int for o in dyadic_order)
     ):
         orders = (dyadic_order[0], dyadic_order[1])
     else:
-        raise TypeError(
-            f"dyadic_order must be an int or a tuple of two ints, got {dyadic_order!r}"
-        )
+        raise TypeError(f"dyadic_order must be an int or a tuple of two ints, got {dyadic_order!r}")
     if orders[0] < 0 or orders[1] < 0:
         raise ValueError(f"dyadic_order must be non-negative, got {dyadic_order!r}")
     return orders
@@ -67,15 +65,11 @@ def parse_dyadic_order(dyadic_order: object) -> Tuple[int, int]:
 
 def check_path(path: object, name: str) -> None:
     if not isinstance(path, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor or a numpy.ndarray, got {type(path).__name__}"
-        )
+        raise TypeError(f"{name} must be a torch.Tensor or a numpy.ndarray, got {type(path).__name__}")
     if path.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {path.dtype}")
     if path.dim() < 2:
-        raise ValueError(
-            f"{name} must have shape (..., length, dimension), got shape {tuple(path.shape)}"
-        )
+        raise ValueError(f"{name} must have shape (..., length, dimension), got shape {tuple(path.shape)}")
     if path.shape[-2] == 0:
         raise ValueError(f"{name} must have at least one point, got shape {tuple(path.shape)}")
     if path.shape[-1] == 0:
@@ -87,18 +81,11 @@ def check_path_pair(path1: object, path2: object, *, same_batch: bool = True) ->
     check_path(path1, "path1")
     check_path(path2, "path2")
     if path1.dtype != path2.dtype:
-        raise TypeError(
-            f"path1 and path2 must have the same dtype, got {path1.dtype} and {path2.dtype}"
-        )
+        raise TypeError(f"path1 and path2 must have the same dtype, got {path1.dtype} and {path2.dtype}")
     if path1.device != path2.device:
-        raise ValueError(
-            f"path1 and path2 must be on the same device, got {path1.device} and {path2.device}"
-        )
+        raise ValueError(f"path1 and path2 must be on the same device, got {path1.device} and {path2.device}")
     if path1.shape[-1] != path2.shape[-1]:
-        raise ValueError(
-            "path1 and path2 must have the same dimension d, got "
-            f"{path1.shape[-1]} and {path2.shape[-1]}"
-        )
+        raise ValueError(f"path1 and path2 must have the same dimension d, got {path1.shape[-1]} and {path2.shape[-1]}")
     if same_batch and path1.shape[:-2] != path2.shape[:-2]:
         raise ValueError(
             "path1 and path2 must have the same leading batch shape, got "
@@ -109,15 +96,11 @@ def check_path_pair(path1: object, path2: object, *, same_batch: bool = True) ->
 def check_like_paths(tensor: object, name: str, reference: torch.Tensor) -> None:
     """A tensor that accompanies the paths: same kind, dtype and device."""
     if not isinstance(tensor, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a {type(reference).__name__} like the paths, got {type(tensor).__name__}"
-        )
+        raise TypeError(f"{name} must be a {type(reference).__name__} like the paths, got {type(tensor).__name__}")
     if tensor.dtype != reference.dtype:
         raise TypeError(f"{name} must have the paths' dtype {reference.dtype}, got {tensor.dtype}")
     if tensor.device != reference.device:
-        raise ValueError(
-            f"{name} must be on the paths' device {reference.device}, got {tensor.device}"
-        )
+        raise ValueError(f"{name} must be on the paths' device {reference.device}, got {tensor.device}")
 
 
 def refined_length(length: int, order: int) -> int:
@@ -125,14 +108,11 @@ def refined_length(length: int, order: int) -> int:
     return (length - 1) * (1 << order) + 1
 
 
-def check_grid_size(
-    batch: int, n1: int, n2: int, itemsize: int, dyadic_order: Sequence[int], grid: bool
-) -> None:
+def check_grid_size(batch: int, n1: int, n2: int, itemsize: int, dyadic_order: Sequence[int], grid: bool) -> None:
     """Refuse, before allocating, grids that overflow int64 or cannot fit in memory."""
     if n1 * n2 > _INT64_MAX:
         raise ValueError(
-            f"dyadic_order {tuple(dyadic_order)} is too large: the refined grid of "
-            f"{n1} x {n2} nodes overflows int64"
+            f"dyadic_order {tuple(dyadic_order)} is too large: the refined grid of {n1} x {n2} nodes overflows int64"
         )
     if batch * n1 * n2 > MAX_REFINED_CELLS:
         raise ValueError(
@@ -151,9 +131,7 @@ def check_grid_size(
         )
 
 
-def check_derivs_shape(
-    derivs: torch.Tensor, expected: Tuple[int, ...], return_grid: bool
-) -> None:
+def check_derivs_shape(derivs: torch.Tensor, expected: Tuple[int, ...], return_grid: bool) -> None:
     if tuple(derivs.shape) != tuple(expected):
         what = "the grid shape" if return_grid else "the paths' batch shape"
         raise ValueError(f"derivs must have {what} {tuple(expected)}, got {tuple(derivs.shape)}")
@@ -164,6 +142,4 @@ def check_k_grid(k_grid: Optional[torch.Tensor], expected: Tuple[int, ...], path
         return
     check_like_paths(k_grid, "k_grid", paths)
     if tuple(k_grid.shape) != tuple(expected):
-        raise ValueError(
-            f"k_grid must have the forward grid's shape {tuple(expected)}, got {tuple(k_grid.shape)}"
-        )
+        raise ValueError(f"k_grid must have the forward grid's shape {tuple(expected)}, got {tuple(k_grid.shape)}")

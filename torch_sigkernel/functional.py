@@ -41,8 +41,7 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
             raise ValueError(f"static_kernel must return kernel values of shape {expected}, got {got}")
         return double_difference(gram)
     raise TypeError(
-        f"static_kernel must be a StaticKernel or a callable (x, y) -> kernel values, "
-        f"got {type(kernel).__name__}"
+        f"static_kernel must be a StaticKernel or a callable (x, y) -> kernel values, got {type(kernel).__name__}"
     )
 
 

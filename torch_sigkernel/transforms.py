@@ -37,9 +37,7 @@ def check_transform_args(path_lengths: tuple, time_aug: object, lead_lag: object
     check_bool(lead_lag, "lead_lag")
     end = check_end_time(end_time)
     if time_aug and min(path_lengths) < 2:
-        raise ValueError(
-            f"time_aug=True needs paths of at least 2 points, got lengths {tuple(path_lengths)}"
-        )
+        raise ValueError(f"time_aug=True needs paths of at least 2 points, got lengths {tuple(path_lengths)}")
     return end
 
 

@@ -16,8 +16,7 @@ using torch::autograd::variable_list;
 class GoursatFunction : public torch::autograd::Function<GoursatFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& increments,
-                               c10::IntArrayRef dyadic_order, bool return_grid,
-                               int64_t n_jobs) {
+                               c10::IntArrayRef dyadic_order, bool return_grid, int64_t n_jobs) {
     at::AutoDispatchBelowADInplaceOrView guard;
     at::Tensor out = goursat(increments, dyadic_order, return_grid, n_jobs);
     ctx->saved_data["dyadic_order"] = dyadic_order.vec();
@@ -40,8 +39,8 @@ class GoursatFunction : public torch::autograd::Function<GoursatFunction> {
     const std::vector<int64_t> order = ctx->saved_data["dyadic_order"].toIntVector();
     c10::optional<at::Tensor> grid;
     if (return_grid) grid = saved[1];
-    at::Tensor grad = goursat_backward(grad_outputs[0], saved[0], order, return_grid,
-                                       grid, ctx->saved_data["n_jobs"].toInt());
+    at::Tensor grad = goursat_backward(grad_outputs[0], saved[0], order, return_grid, grid,
+                                       ctx->saved_data["n_jobs"].toInt());
     return {grad, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -53,8 +52,7 @@ class GoursatBackwardFunction : public torch::autograd::Function<GoursatBackward
                                bool return_grid, const c10::optional<at::Tensor>& grid,
                                int64_t n_jobs) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    return {goursat_backward(grad_output, increments, dyadic_order, return_grid, grid,
-                             n_jobs)};
+    return {goursat_backward(grad_output, increments, dyadic_order, return_grid, grid, n_jobs)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -69,13 +67,11 @@ at::Tensor goursat_autograd(const at::Tensor& increments, c10::IntArrayRef dyadi
   return GoursatFunction::apply(increments, dyadic_order, return_grid, n_jobs)[0];
 }
 
-at::Tensor goursat_backward_autograd(const at::Tensor& grad_output,
-                                     const at::Tensor& increments,
+at::Tensor goursat_backward_autograd(const at::Tensor& grad_output, const at::Tensor& increments,
                                      c10::IntArrayRef dyadic_order, bool return_grid,
-                                     const c10::optional<at::Tensor>& grid,
-                                     int64_t n_jobs) {
-  return GoursatBackwardFunction::apply(grad_output, increments, dyadic_order, return_grid,
-                                        grid, n_jobs)[0];
+                                     const c10::optional<at::Tensor>& grid, int64_t n_jobs) {
+  return GoursatBackwardFunction::apply(grad_output, increments, dyadic_order, return_grid, grid,
+                                        n_jobs)[0];
 }
 
 }  // namespace

@@ -8,9 +8,6 @@
 // The backward recomputes the grid of each lane block in a bounded per-task
 // buffer (the whole block grid when it fits, else row checkpoints plus one
 // recomputed block of rows at a time): no refined grid is ever saved.
-#include "../goursat.h"
-#include "../goursat_checks.h"
-
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -21,6 +18,9 @@
 #include <cmath>
 #include <utility>
 #include <vector>
+
+#include "../goursat.h"
+#include "../goursat_checks.h"
 
 namespace sigkernel {
 namespace {
@@ -42,9 +42,7 @@ template <typename T>
 struct View3 {
   T* data = nullptr;
   int64_t sb = 0, sr = 0, sc = 0;
-  T& operator()(int64_t b, int64_t r, int64_t c) const {
-    return data[b * sb + r * sr + c * sc];
-  }
+  T& operator()(int64_t b, int64_t r, int64_t c) const { return data[b * sb + r * sr + c * sc]; }
   View3 transposed() const { return {data, sb, sc, sr}; }
 };
 
@@ -62,21 +60,21 @@ View3<const T> const_view_of(const at::Tensor& t) {
 template <typename T>
 struct Problem {
   int64_t batch, m1, m2, l1, l2, n1, n2;
-  T scale;                          // 2^−(λ1+λ2)
-  View3<const T> increments;        // (B, m1, m2)
-  const T* value_seed = nullptr;    // backward: ∂F/∂k per pair, or
-  View3<const T> grid_seed;         // backward: ∂F/∂grid (data null if unused)
-  View3<const T> grid_in;           // backward: forward grid (data null if unused)
-  View3<T> grid_out;                // forward: grid output (data null if unused)
-  T* value_out = nullptr;           // forward: kernel value output
-  View3<T> increments_grad;         // backward output (B, m1, m2)
+  T scale;                        // 2^−(λ1+λ2)
+  View3<const T> increments;      // (B, m1, m2)
+  const T* value_seed = nullptr;  // backward: ∂F/∂k per pair, or
+  View3<const T> grid_seed;       // backward: ∂F/∂grid (data null if unused)
+  View3<const T> grid_in;         // backward: forward grid (data null if unused)
+  View3<T> grid_out;              // forward: grid output (data null if unused)
+  T* value_out = nullptr;         // forward: kernel value output
+  View3<T> increments_grad;       // backward output (B, m1, m2)
 };
 
 // Coefficients of coarse row s for lanes b0.., zero increments on padding lanes.
 // Forward rows need (A−1, 1−B); the adjoint needs (A, B, ∂A/∂δ, −∂B/∂δ).
 template <typename T, int W, bool kAdjoint>
-SIGKERNEL_ALWAYS_INLINE void load_coeff_row(const Problem<T>& pr, int64_t b0,
-                                            int active, int64_t s, T* coeffs) {
+SIGKERNEL_ALWAYS_INLINE void load_coeff_row(const Problem<T>& pr, int64_t b0, int active, int64_t s,
+                                            T* coeffs) {
   const int64_t m2 = pr.m2;
   for (int w = 0; w < W; ++w) {
     for (int64_t t = 0; t < m2; ++t) {
@@ -97,8 +95,8 @@ SIGKERNEL_ALWAYS_INLINE void load_coeff_row(const Problem<T>& pr, int64_t b0,
 
 // Refined row i (src) → row i+1 (dst); src == dst updates in place.
 template <typename T, int W>
-SIGKERNEL_ALWAYS_INLINE void advance_row(const T* src, T* dst, const T* coeffs,
-                                         int64_t m2, int64_t l2) {
+SIGKERNEL_ALWAYS_INLINE void advance_row(const T* src, T* dst, const T* coeffs, int64_t m2,
+                                         int64_t l2) {
   const T* c_excess = coeffs;
   const T* c_deficit = coeffs + m2 * W;
   const int64_t reps = int64_t(1) << l2;
@@ -134,10 +132,9 @@ SIGKERNEL_ALWAYS_INLINE void advance_row(const T* src, T* dst, const T* coeffs,
 // contributions of row i's cells; adj_row: receives K̄ of row i (seeded from
 // seed_row, or zero); accum: ∂F/∂δ summed per coarse cell of the row.
 template <typename T, int W>
-SIGKERNEL_ALWAYS_INLINE void adjoint_row(const T* k_row, const T* k_next,
-                                         const T* adj_next, T* adj_row,
-                                         const T* seed_row, const T* coeffs,
-                                         T* accum, int64_t m2, int64_t l2) {
+SIGKERNEL_ALWAYS_INLINE void adjoint_row(const T* k_row, const T* k_next, const T* adj_next,
+                                         T* adj_row, const T* seed_row, const T* coeffs, T* accum,
+                                         int64_t m2, int64_t l2) {
   const T* ca = coeffs;
   const T* cb = coeffs + m2 * W;
   const T* cda = coeffs + 2 * m2 * W;
@@ -181,8 +178,8 @@ SIGKERNEL_ALWAYS_INLINE void adjoint_row(const T* k_row, const T* k_next,
 
 // Row i of a strided (B, n1, n2) tensor → lane-major buffer (padding lanes: fill).
 template <typename T, int W>
-void gather_row(const View3<const T>& v, int64_t b0, int active, int64_t i,
-                int64_t n2, T fill, T* dst) {
+void gather_row(const View3<const T>& v, int64_t b0, int active, int64_t i, int64_t n2, T fill,
+                T* dst) {
   for (int w = 0; w < W; ++w) {
     if (w < active) {
       for (int64_t j = 0; j < n2; ++j) dst[j * W + w] = v(b0 + w, i, j);
@@ -193,15 +190,14 @@ void gather_row(const View3<const T>& v, int64_t b0, int active, int64_t i,
 }
 
 template <typename T, int W>
-void scatter_row(const T* src, int64_t b0, int active, int64_t i, int64_t n2,
-                 const View3<T>& v) {
+void scatter_row(const T* src, int64_t b0, int active, int64_t i, int64_t n2, const View3<T>& v) {
   for (int w = 0; w < active; ++w)
     for (int64_t j = 0; j < n2; ++j) v(b0 + w, i, j) = src[j * W + w];
 }
 
 template <typename T, int W>
-SIGKERNEL_ALWAYS_INLINE void forward_block_impl(const Problem<T>& pr, int64_t b0,
-                                                int active, std::vector<T>& scratch) {
+SIGKERNEL_ALWAYS_INLINE void forward_block_impl(const Problem<T>& pr, int64_t b0, int active,
+                                                std::vector<T>& scratch) {
   const int64_t n2 = pr.n2;
   scratch.assign((n2 + 2 * pr.m2) * W, T(1));
   T* row = scratch.data();
@@ -221,8 +217,8 @@ SIGKERNEL_ALWAYS_INLINE void forward_block_impl(const Problem<T>& pr, int64_t b0
 }
 
 template <typename T, int W>
-SIGKERNEL_ALWAYS_INLINE void backward_block_impl(const Problem<T>& pr, int64_t b0,
-                                                 int active, std::vector<T>& scratch) {
+SIGKERNEL_ALWAYS_INLINE void backward_block_impl(const Problem<T>& pr, int64_t b0, int active,
+                                                 std::vector<T>& scratch) {
   const int64_t n1 = pr.n1, n2 = pr.n2, m2 = pr.m2, l1 = pr.l1;
   const int64_t row_len = n2 * W;
   const int64_t cell_rows = n1 - 1;
@@ -243,8 +239,8 @@ SIGKERNEL_ALWAYS_INLINE void backward_block_impl(const Problem<T>& pr, int64_t b
   }
   const int64_t buffer_rows = have_grid ? 2 : block + 1;
   const int64_t ckpt_rows = (!have_grid && n_blocks > 1) ? n_blocks : 0;
-  scratch.resize((buffer_rows + ckpt_rows + 2 + (grid_seed ? 1 : 0)) * row_len +
-                 6 * m2 * W + m2 * W);
+  scratch.resize((buffer_rows + ckpt_rows + 2 + (grid_seed ? 1 : 0)) * row_len + 6 * m2 * W +
+                 m2 * W);
   T* buffer = scratch.data();
   T* ckpt = buffer + buffer_rows * row_len;
   T* adj_next = ckpt + ckpt_rows * row_len;
@@ -326,8 +322,7 @@ SIGKERNEL_ALWAYS_INLINE void backward_block_impl(const Problem<T>& pr, int64_t b
         std::fill(accum, accum + m2 * W, T(0));
       }
       if (grid_seed) gather_row<T, W>(pr.grid_seed, b0, active, i, n2, T(0), seed_row);
-      adjoint_row<T, W>(k_row, k_next, adj_next, adj_row, seed_row, bwd_coeffs, accum,
-                        m2, pr.l2);
+      adjoint_row<T, W>(k_row, k_next, adj_next, adj_row, seed_row, bwd_coeffs, accum, m2, pr.l2);
       std::swap(adj_next, adj_row);
     }
   }
@@ -336,26 +331,22 @@ SIGKERNEL_ALWAYS_INLINE void backward_block_impl(const Problem<T>& pr, int64_t b
 
 // Instantiations per ISA: the same body compiled for AVX2 and for the baseline.
 template <typename T, int W>
-void forward_block_generic(const Problem<T>& pr, int64_t b0, int active,
-                           std::vector<T>& scratch) {
+void forward_block_generic(const Problem<T>& pr, int64_t b0, int active, std::vector<T>& scratch) {
   forward_block_impl<T, W>(pr, b0, active, scratch);
 }
 template <typename T, int W>
-void backward_block_generic(const Problem<T>& pr, int64_t b0, int active,
-                            std::vector<T>& scratch) {
+void backward_block_generic(const Problem<T>& pr, int64_t b0, int active, std::vector<T>& scratch) {
   backward_block_impl<T, W>(pr, b0, active, scratch);
 }
 #if SIGKERNEL_HAS_AVX2_PATH
 template <typename T, int W>
 __attribute__((target("avx2"))) void forward_block_avx2(const Problem<T>& pr, int64_t b0,
-                                                        int active,
-                                                        std::vector<T>& scratch) {
+                                                        int active, std::vector<T>& scratch) {
   forward_block_impl<T, W>(pr, b0, active, scratch);
 }
 template <typename T, int W>
 __attribute__((target("avx2"))) void backward_block_avx2(const Problem<T>& pr, int64_t b0,
-                                                         int active,
-                                                         std::vector<T>& scratch) {
+                                                         int active, std::vector<T>& scratch) {
   backward_block_impl<T, W>(pr, b0, active, scratch);
 }
 bool cpu_has_avx2() {
@@ -370,8 +361,7 @@ using BlockFn = void (*)(const Problem<T>&, int64_t, int, std::vector<T>&);
 template <typename T, int W>
 BlockFn<T> pick_block_fn(bool backward) {
 #if SIGKERNEL_HAS_AVX2_PATH
-  if (cpu_has_avx2())
-    return backward ? &backward_block_avx2<T, W> : &forward_block_avx2<T, W>;
+  if (cpu_has_avx2()) return backward ? &backward_block_avx2<T, W> : &forward_block_avx2<T, W>;
 #endif
   return backward ? &backward_block_generic<T, W> : &forward_block_generic<T, W>;
 }
@@ -402,15 +392,21 @@ void run_blocks(const Problem<T>& pr, int64_t threads, bool backward) {
 // Fills the oriented sizes; transposes (grid(x, y) = grid(y, x)ᵀ) so rows run
 // along the shorter side when no grid tensor pins the orientation.
 template <typename T>
-Problem<T> make_problem(const GoursatShape& s, const at::Tensor& increments,
-                        bool may_transpose) {
+Problem<T> make_problem(const GoursatShape& s, const at::Tensor& increments, bool may_transpose) {
   Problem<T> pr;
   pr.batch = s.batch;
-  pr.m1 = s.m1; pr.m2 = s.m2; pr.l1 = s.l1; pr.l2 = s.l2; pr.n1 = s.n1; pr.n2 = s.n2;
+  pr.m1 = s.m1;
+  pr.m2 = s.m2;
+  pr.l1 = s.l1;
+  pr.l2 = s.l2;
+  pr.n1 = s.n1;
+  pr.n2 = s.n2;
   pr.scale = std::ldexp(T(1), -static_cast<int>(s.l1 + s.l2));
   pr.increments = const_view_of<T>(increments);
   if (may_transpose && s.n2 > s.n1) {
-    std::swap(pr.m1, pr.m2); std::swap(pr.l1, pr.l2); std::swap(pr.n1, pr.n2);
+    std::swap(pr.m1, pr.m2);
+    std::swap(pr.l1, pr.l2);
+    std::swap(pr.n1, pr.n2);
     pr.increments = pr.increments.transposed();
   }
   return pr;
@@ -426,8 +422,10 @@ at::Tensor goursat_cpu(const at::Tensor& increments, c10::IntArrayRef dyadic_ord
   if (s.m1 == 0 || s.m2 == 0) return out.fill_(1);
   AT_DISPATCH_FLOATING_TYPES(increments.scalar_type(), "sigkernel::goursat", [&] {
     Problem<scalar_t> pr = make_problem<scalar_t>(s, increments, !return_grid);
-    if (return_grid) pr.grid_out = view_of<scalar_t>(out);
-    else pr.value_out = out.data_ptr<scalar_t>();
+    if (return_grid)
+      pr.grid_out = view_of<scalar_t>(out);
+    else
+      pr.value_out = out.data_ptr<scalar_t>();
     run_blocks(pr, threads, /*backward=*/false);
   });
   return out;
@@ -447,8 +445,10 @@ at::Tensor goursat_backward_cpu(const at::Tensor& grad_output, const at::Tensor&
     Problem<scalar_t> pr = make_problem<scalar_t>(s, increments, !pinned);
     View3<scalar_t> grad_view = view_of<scalar_t>(grad);
     pr.increments_grad = (!pinned && s.n2 > s.n1) ? grad_view.transposed() : grad_view;
-    if (return_grid) pr.grid_seed = const_view_of<scalar_t>(seed);
-    else pr.value_seed = seed.data_ptr<scalar_t>();
+    if (return_grid)
+      pr.grid_seed = const_view_of<scalar_t>(seed);
+    else
+      pr.value_seed = seed.data_ptr<scalar_t>();
     if (grid.has_value()) pr.grid_in = const_view_of<scalar_t>(*grid);
     run_blocks(pr, threads, /*backward=*/true);
   });
