@@ -30,13 +30,9 @@ def _use_cuda(cuda_sources: list[str]) -> bool:
 
 def _extension():
     cpp_sources = sorted(
-        os.path.relpath(p, ROOT)
-        for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*.cpp"), recursive=True)
+        os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*.cpp"), recursive=True)
     )
-    cuda_sources = sorted(
-        os.path.relpath(p, ROOT)
-        for p in glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu"))
-    )
+    cuda_sources = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
     debug = _env_flag("DEBUG")
     cxx_flags = ["-O0", "-g"] if debug else ["-O3", "-g0"]
     # -fopenmp: at::parallel_for runs serially without it (compile and link).
