@@ -7,27 +7,40 @@
 
 #if defined(__CUDACC__)
 #define SIGKERNEL_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+// Always inlined: the CPU kernels instantiate these on SIMD packs inside functions
+// compiled for a wider ISA (target attributes), where an out-of-line call would not be.
+#define SIGKERNEL_HD inline __attribute__((always_inline))
 #else
 #define SIGKERNEL_HD inline
 #endif
 
 namespace sigkernel {
 
-// Coefficients of one refined cell with (already scaled) increment δ:
-//   A(δ) = 1 + δ/2 + δ²/12 and B(δ) = 1 − δ²/12 (SPEC §1.3),
-//   a_excess = A − 1 and b_deficit = 1 − B (the forward's increment form),
-//   da = ∂A/∂δ = 1/2 + δ/6 and db = −∂B/∂δ = δ/6 (the adjoint's ∂K_out/∂δ).
-template <typename T>
-struct CellCoeffs {
-  T a, b, a_excess, b_deficit, da, db;
-};
+// Coefficients of one refined cell with (already scaled) increment δ, SPEC §1.3:
+//   A(δ) = 1 + δ/2 + δ²/12 = 1 + cell_a_excess(δ),  B(δ) = 1 − δ²/12 = 1 − cell_b_deficit(δ),
+// and the factors of the adjoint's ∂K_out/∂δ: cell_da(δ) = ∂A/∂δ = 1/2 + δ/6 and
+// cell_db(δ) = −∂B/∂δ = δ/6. T may be a scalar or a SIMD pack of S (the scalar type):
+// every constant is an S. (Separate functions, not one struct: GCC spills a returned
+// struct of SIMD packs through the stack.)
+template <typename S, typename T = S>
+SIGKERNEL_HD T cell_b_deficit(T delta) {
+  return delta * delta * S(1.0 / 12.0);
+}
 
-template <typename T>
-SIGKERNEL_HD CellCoeffs<T> cell_coeffs(T delta) {
-  const T d2 = delta * delta / T(12);
-  const T a_excess = delta / T(2) + d2;
-  const T sixth = delta / T(6);
-  return {T(1) + a_excess, T(1) - d2, a_excess, d2, T(0.5) + sixth, sixth};
+template <typename S, typename T = S>
+SIGKERNEL_HD T cell_a_excess(T delta) {
+  return delta * S(0.5) + cell_b_deficit<S>(delta);
+}
+
+template <typename S, typename T = S>
+SIGKERNEL_HD T cell_da(T delta) {
+  return delta * S(1.0 / 6.0) + S(0.5);
+}
+
+template <typename S, typename T = S>
+SIGKERNEL_HD T cell_db(T delta) {
+  return delta * S(1.0 / 6.0);
 }
 
 // K[i+1, j+1] = (K[i, j+1] + K[i+1, j]) · A − K[i, j] · B, evaluated in increment form
@@ -36,19 +49,16 @@ SIGKERNEL_HD CellCoeffs<T> cell_coeffs(T delta) {
 // than the product form), and k_left, the previous output along the row, sits at the
 // end of a short dependency chain.
 template <typename T>
-SIGKERNEL_HD T cell_update(T k_up, T k_left, T k_diag, T a_excess, T b_deficit) {
+SIGKERNEL_HD T cell_update(const T& k_up, const T& k_left, const T& k_diag, const T& a_excess,
+                           const T& b_deficit) {
   return k_left + (k_left * a_excess + ((k_up - k_diag) + (k_up * a_excess + k_diag * b_deficit)));
 }
 
 // ∂K[i+1, j+1]/∂δ for the cell (before the 2^−(λ1+λ2) chain factor).
 template <typename T>
-SIGKERNEL_HD T cell_delta_derivative(T k_up, T k_left, T k_diag, T da, T db) {
+SIGKERNEL_HD T cell_delta_derivative(const T& k_up, const T& k_left, const T& k_diag, const T& da,
+                                     const T& db) {
   return (k_up + k_left) * da + k_diag * db;
-}
-
-// Number of refined grid nodes along one side: m·2^λ + 1.
-SIGKERNEL_HD int64_t refined_length(int64_t segments, int64_t order) {
-  return (segments << order) + 1;
 }
 
 }  // namespace sigkernel
