@@ -194,3 +194,40 @@ def test_float32_matches_plain_recurrence():
     values = goursat(increments, [1, 1], False, 1)
     expected = [reference_grid(increments[b].double().numpy(), 1, 1)[-1, -1] for b in range(3)]
     assert rel_err(values, torch.tensor(np.array(expected))) < 1e-5
+
+
+def test_baseline_and_avx2_builds_agree_bitwise(tmp_path):
+    """SIGKERNEL_CPU_ISA=generic runs the baseline (SSE2) kernels: same numbers, bit for bit."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import torch, torch_sigkernel
+        torch.manual_seed(0)
+        out = {{}}
+        for dtype in (torch.float64, torch.float32):
+            for batch in (3, 9, 33):
+                g = torch.randn(batch, 7, 5, dtype=dtype) * 0.4
+                seed = torch.randn(batch, dtype=dtype)
+                grid = torch.ops.sigkernel.goursat(g, [1, 2], True, 1)
+                key = f"{{dtype}}-{{batch}}"
+                out[key + "-value"] = torch.ops.sigkernel.goursat(g, [1, 2], False, 1)
+                out[key + "-grid"] = grid
+                out[key + "-grad"] = torch.ops.sigkernel.goursat_backward(seed, g, [1, 2], False, None, 1)
+                out[key + "-gridgrad"] = torch.ops.sigkernel.goursat_backward(
+                    torch.ones_like(grid), g, [1, 2], True, grid, 1)
+        torch.save(out, {str(tmp_path)!r} + "/" + __import__("os").environ.get("SIGKERNEL_CPU_ISA", "auto") + ".pt")
+        """
+    )
+    for isa in ("generic", "auto"):
+        env = dict(os.environ, SIGKERNEL_CPU_ISA=isa)
+        result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    generic = torch.load(tmp_path / "generic.pt")
+    auto = torch.load(tmp_path / "auto.pt")
+    assert generic.keys() == auto.keys()
+    for key in generic:
+        assert torch.equal(generic[key], auto[key]), key

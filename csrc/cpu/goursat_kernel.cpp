@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -19,10 +21,16 @@ namespace sigkernel {
 namespace cpu {
 namespace {
 
-bool cpu_has_avx2() {
+// The AVX2 kernels run when the CPU has AVX2, unless SIGKERNEL_CPU_ISA=generic asks for the
+// baseline build (tests use it to check that both builds give identical numbers).
+bool use_avx2() {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
+  static const bool use = [] {
+    const char* isa = std::getenv("SIGKERNEL_CPU_ISA");
+    if (isa != nullptr && std::string(isa) == "generic") return false;
+    return bool(__builtin_cpu_supports("avx2"));
+  }();
+  return use;
 #else
   return false;
 #endif
@@ -56,7 +64,7 @@ void run_blocks(const Problem<T>& pr, int64_t threads, bool backward) {
   int vectors = 1;
   while (vectors < max_vectors && vectors * kPer < per_thread) vectors *= 2;
   const int width = vectors * kPer;
-  const bool avx2 = cpu_has_avx2();
+  const bool avx2 = use_avx2();
   const int64_t scratch = avx2 ? avx2::lane_scratch_elems(pr, width, backward)
                                : generic::lane_scratch_elems(pr, width, backward);
   const int64_t n_blocks = (pr.batch + width - 1) / width;
