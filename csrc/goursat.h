@@ -54,6 +54,19 @@ SIGKERNEL_HD T cell_update(const T& k_up, const T& k_left, const T& k_diag, cons
   return k_left + (k_left * a_excess + ((k_up - k_diag) + (k_up * a_excess + k_diag * b_deficit)));
 }
 
+// The adjoint's node update, the transpose of cell_update: the K̄ of node (i, j) from
+//   right = K̄(i, j+1), below = K̄(i+1, j), below_right = K̄(i+1, j+1),
+//   excess_up = A(i−1, j) − 1, excess = A(i, j−1) − 1, deficit = 1 − B(i, j), seed = ∂F/∂K,
+// i.e. seed + A(i−1,j)·right + A(i,j−1)·below − B(i,j)·below_right, in increment form so that
+// only the last addition rounds at the magnitude of K̄ (as in cell_update).
+template <typename T>
+SIGKERNEL_HD T adjoint_update(const T& right, const T& below, const T& below_right,
+                              const T& excess_up, const T& excess, const T& deficit,
+                              const T& seed) {
+  return right + (right * excess_up +
+                  (((below - below_right) + (below * excess + below_right * deficit)) + seed));
+}
+
 // ∂K[i+1, j+1]/∂δ for the cell (before the 2^−(λ1+λ2) chain factor).
 template <typename T>
 SIGKERNEL_HD T cell_delta_derivative(const T& k_up, const T& k_left, const T& k_diag, const T& da,

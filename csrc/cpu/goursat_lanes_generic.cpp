@@ -2,9 +2,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "goursat_cpu.h"
-
 #include "../goursat.h"
+#include "goursat_cpu.h"
 
 namespace sigkernel {
 namespace cpu {
