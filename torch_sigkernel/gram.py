@@ -1,0 +1,180 @@
+"""Gram matrices of signature kernels: every path of one batch against every path of another.
+
+Pairs are solved by the same ops as :func:`sig_kernel` (autograd included), a chunk of pairs at
+a time. When both arguments are the same tensor and the dyadic orders are equal, only one
+triangle (the diagonal and the pairs i < j) is solved and mirrored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+
+from . import _validation as V
+from ._numpy import numpy_adapter
+from .functional import KernelLike, _increments, _warn_if_nonfinite
+from .transforms import apply_transforms, check_transform_args
+
+
+def check_max_batch(max_batch: object) -> None:
+    if type(max_batch) is not int:
+        raise TypeError(f"max_batch must be an int, got {type(max_batch).__name__}")
+    if max_batch == 0 or max_batch < -1:
+        raise ValueError(f"max_batch must be -1 (no limit) or a positive int, got {max_batch}")
+
+
+def _pair_indices(n1: int, n2: int, symmetric: bool, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Row and column indices of the pairs to solve; with `symmetric`, the strict upper triangle
+    first (its count is returned) and then the diagonal."""
+    if symmetric:
+        upper = torch.triu_indices(n1, n1, offset=1, device=device)
+        diag = torch.arange(n1, device=device)
+        return torch.cat([upper[0], diag]), torch.cat([upper[1], diag]), upper.shape[1]
+    rows = torch.arange(n1, device=device).repeat_interleave(n2)
+    cols = torch.arange(n2, device=device).repeat(n1)
+    return rows, cols, 0
+
+
+@numpy_adapter(["path1", "path2"])
+def sig_kernel_gram(
+    path1: torch.Tensor,
+    path2: torch.Tensor,
+    dyadic_order: V.DyadicOrder,
+    *,
+    static_kernel: KernelLike = None,
+    time_aug: bool = False,
+    lead_lag: bool = False,
+    end_time: float = 1.0,
+    n_jobs: int = 1,
+    max_batch: int = -1,
+    return_grid: bool = False,
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Gram matrix ``G[i, j] = k(path1[i], path2[j])`` of signature kernels.
+
+    Args:
+        path1: ``(*B1, L1, d)`` float32/float64 tensor (or numpy array).
+        path2: ``(*B2, L2, d)``: same dtype, device and dimension; any batch shape.
+        dyadic_order, static_kernel, time_aug, lead_lag, end_time, n_jobs: as in
+            :func:`sig_kernel`.
+        max_batch: solve at most ``max_batch**2`` pairs at once (bounds the increment
+            workspace); -1 solves all pairs together. Results do not depend on it.
+        return_grid: return the refined PDE grid of every pair, ``B1 + B2 + (n1, n2)``.
+        normalize: k(x, y) / sqrt(k(x, x) k(y, y)) (not with ``return_grid``).
+
+    Returns:
+        ``B1 + B2`` kernel values (or grids), differentiable w.r.t. both batches. When
+        ``path1 is path2`` and the dyadic orders are equal, only one triangle is solved.
+
+    Example:
+        >>> import torch, torch_sigkernel as tsk
+        >>> x = torch.randn(5, 20, 3) / 10
+        >>> tsk.sig_kernel_gram(x, x, 1).shape
+        torch.Size([5, 5])
+    """
+    V.check_path_pair(path1, path2, same_batch=False)
+    orders = V.parse_dyadic_order(dyadic_order)
+    end = check_transform_args((path1.shape[-2], path2.shape[-2]), time_aug, lead_lag, end_time)
+    V.check_n_jobs(n_jobs)
+    check_max_batch(max_batch)
+    V.check_bool(return_grid, "return_grid")
+    V.check_bool(normalize, "normalize")
+    if normalize and return_grid:
+        raise ValueError("normalize=True cannot be combined with return_grid=True")
+
+    shape1, shape2 = tuple(path1.shape[:-2]), tuple(path2.shape[:-2])
+    count1, count2 = math.prod(shape1), math.prod(shape2)
+    length1, length2 = path1.shape[-2], path2.shape[-2]
+    if lead_lag:
+        length1, length2 = 2 * length1 - 1, 2 * length2 - 1
+    n1, n2 = V.refined_length(length1, orders[0]), V.refined_length(length2, orders[1])
+    V.check_grid_size(count1 * count2, n1, n2, path1.element_size(), orders, return_grid)
+
+    x = apply_transforms(path1.reshape((count1,) + tuple(path1.shape[-2:])), time_aug, lead_lag, end)
+    symmetric = path1 is path2 and orders[0] == orders[1]
+    y = (
+        x
+        if symmetric
+        else apply_transforms(path2.reshape((count2,) + tuple(path2.shape[-2:])), time_aug, lead_lag, end)
+    )
+
+    rows, cols, n_upper = _pair_indices(count1, count2, symmetric, path1.device)
+    chunk = rows.shape[0] if max_batch == -1 else max_batch * max_batch
+    values = []
+    for start in range(0, rows.shape[0], max(chunk, 1)):
+        i, j = rows[start : start + chunk], cols[start : start + chunk]
+        increments = _increments(static_kernel, x[i], y[j])
+        values.append(torch.ops.sigkernel.goursat(increments, list(orders), return_grid, n_jobs))
+    solved = torch.cat(values) if len(values) != 1 else values[0]
+
+    tail = (n1, n2) if return_grid else ()
+    gram = solved.new_zeros((count1, count2) + tail).index_put((rows, cols), solved)
+    if symmetric and n_upper:
+        mirrored = solved[:n_upper]
+        if return_grid:
+            mirrored = mirrored.transpose(-1, -2)
+        gram = gram.index_put((cols[:n_upper], rows[:n_upper]), mirrored)
+
+    if normalize:
+        diag_x = _self_kernels(x, orders, static_kernel, n_jobs) if not symmetric else gram.diagonal()
+        diag_y = diag_x if symmetric else _self_kernels(y, orders, static_kernel, n_jobs)
+        gram = gram / torch.sqrt(diag_x.unsqueeze(1) * diag_y.unsqueeze(0))
+    gram = gram.reshape(shape1 + shape2 + tail)
+    _warn_if_nonfinite(gram)
+    return gram
+
+
+def _self_kernels(paths: torch.Tensor, orders: Tuple[int, int], static_kernel: KernelLike, n_jobs: int) -> torch.Tensor:
+    """k(x_i, x_i) for transformed paths (N, L, d)."""
+    return torch.ops.sigkernel.goursat(_increments(static_kernel, paths, paths), list(orders), False, n_jobs)
+
+
+@numpy_adapter(["derivs", "path1", "path2"])
+def sig_kernel_gram_backprop(
+    derivs: torch.Tensor,
+    path1: torch.Tensor,
+    path2: torch.Tensor,
+    dyadic_order: V.DyadicOrder,
+    *,
+    static_kernel: KernelLike = None,
+    time_aug: bool = False,
+    lead_lag: bool = False,
+    end_time: float = 1.0,
+    left_deriv: bool = True,
+    right_deriv: bool = False,
+    n_jobs: int = 1,
+    max_batch: int = -1,
+    return_grid: bool = False,
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Gradients of F w.r.t. both batches from ``derivs = ∂F/∂Gram`` (shape ``B1 + B2``, or the
+    grid shape with ``return_grid``): exact, with the shape and dtype of each batch.
+
+    Example:
+        >>> import torch, torch_sigkernel as tsk
+        >>> x, y = torch.randn(4, 20, 3) / 10, torch.randn(3, 15, 3) / 10
+        >>> gx, gy = tsk.sig_kernel_gram_backprop(torch.ones(4, 3), x, y, 1, right_deriv=True)
+        >>> gx.shape, gy.shape
+        (torch.Size([4, 20, 3]), torch.Size([3, 15, 3]))
+    """
+    V.check_path_pair(path1, path2, same_batch=False)
+    V.check_bool(left_deriv, "left_deriv")
+    V.check_bool(right_deriv, "right_deriv")
+    V.check_like_paths(derivs, "derivs", path1)
+    if not (left_deriv or right_deriv):
+        return None, None
+    # Partial derivatives: the two arguments vary separately, even when they are one tensor.
+    with torch.enable_grad():
+        x = path1.detach().requires_grad_(left_deriv)
+        y = path2.detach().requires_grad_(right_deriv)
+        gram = sig_kernel_gram(
+            x, y, dyadic_order, static_kernel=static_kernel, time_aug=time_aug, lead_lag=lead_lag,
+            end_time=end_time, n_jobs=n_jobs, max_batch=max_batch, return_grid=return_grid,
+        )  # fmt: skip
+    V.check_derivs_shape(derivs, tuple(gram.shape), return_grid)
+    wanted = [t for t, flag in ((x, left_deriv), (y, right_deriv)) if flag]
+    grads = list(torch.autograd.grad(gram, wanted, derivs))
+    grad_x = grads.pop(0) if left_deriv else None
+    grad_y = grads.pop(0) if right_deriv else None
+    return grad_x, grad_y
