@@ -12,17 +12,39 @@ from . import (
     _meta,  # noqa: F401  (fake kernels for torch.compile)
 )
 from .functional import sig_kernel, sig_kernel_backprop
-from .static_kernels import LinearKernel, RBFKernel, ScaledLinearKernel, StaticKernel
+from .gram import sig_kernel_gram, sig_kernel_gram_backprop
+from .metrics import expected_sig_score, sig_mmd, sig_score
+from .static_kernels import (
+    LinearKernel,
+    Matern12Kernel,
+    Matern32Kernel,
+    Matern52Kernel,
+    PolynomialKernel,
+    RationalQuadraticKernel,
+    RBFKernel,
+    ScaledLinearKernel,
+    StaticKernel,
+)
 from .transforms import transform_path
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LinearKernel",
+    "Matern12Kernel",
+    "Matern32Kernel",
+    "Matern52Kernel",
+    "PolynomialKernel",
     "RBFKernel",
+    "RationalQuadraticKernel",
     "ScaledLinearKernel",
     "StaticKernel",
+    "expected_sig_score",
     "sig_kernel",
     "sig_kernel_backprop",
+    "sig_kernel_gram",
+    "sig_kernel_gram_backprop",
+    "sig_mmd",
+    "sig_score",
     "transform_path",
 ]

@@ -29,20 +29,29 @@ _NONFINITE_WARNING = (
 
 
 def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Increments (B, L1 − 1, L2 − 1) in the paths' dtype, from a StaticKernel or any callable."""
     if kernel is None:
         return _DEFAULT_KERNEL.increments(x, y)
     if isinstance(kernel, StaticKernel):
-        return kernel.increments(x, y)
-    if callable(kernel):
+        increments = kernel.increments(x, y)
+        expected = (x.shape[0], x.shape[1] - 1, y.shape[1] - 1)
+        if not isinstance(increments, torch.Tensor) or tuple(increments.shape) != expected:
+            got = tuple(increments.shape) if isinstance(increments, torch.Tensor) else type(increments).__name__
+            raise ValueError(f"static_kernel.increments must return shape {expected}, got {got}")
+    elif callable(kernel):
         gram = kernel(x, y)
         expected = (x.shape[0], x.shape[1], y.shape[1])
         if not isinstance(gram, torch.Tensor) or tuple(gram.shape) != expected:
             got = tuple(gram.shape) if isinstance(gram, torch.Tensor) else type(gram).__name__
             raise ValueError(f"static_kernel must return kernel values of shape {expected}, got {got}")
-        return double_difference(gram)
-    raise TypeError(
-        f"static_kernel must be a StaticKernel or a callable (x, y) -> kernel values, got {type(kernel).__name__}"
-    )
+        increments = double_difference(gram)
+    else:
+        raise TypeError(
+            f"static_kernel must be a StaticKernel or a callable (x, y) -> kernel values, got {type(kernel).__name__}"
+        )
+    # A user kernel may compute in another precision (e.g. a float64 parameter): the PDE
+    # runs in the paths' dtype.
+    return increments.to(x.dtype)
 
 
 def _warn_if_nonfinite(values: torch.Tensor) -> None:
