@@ -10,6 +10,7 @@ import torch  # noqa: F401  (loads libtorch/libc10, which _C links against)
 from . import (
     _C,  # noqa: F401  (registers the sigkernel ops)
     _meta,  # noqa: F401  (fake kernels for torch.compile)
+    nn,  # layers: torch_sigkernel.nn
 )
 from .functional import sig_kernel, sig_kernel_backprop
 from .gram import sig_kernel_gram, sig_kernel_gram_backprop
@@ -40,6 +41,7 @@ __all__ = [
     "ScaledLinearKernel",
     "StaticKernel",
     "expected_sig_score",
+    "nn",
     "sig_kernel",
     "sig_kernel_backprop",
     "sig_kernel_gram",

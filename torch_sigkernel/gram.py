@@ -8,7 +8,7 @@ triangle (the diagonal and the pairs i < j) is solved and mirrored.
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -25,16 +25,44 @@ def check_max_batch(max_batch: object) -> None:
         raise ValueError(f"max_batch must be -1 (no limit) or a positive int, got {max_batch}")
 
 
-def _pair_indices(n1: int, n2: int, symmetric: bool, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    """Row and column indices of the pairs to solve; with `symmetric`, the strict upper triangle
-    first (its count is returned) and then the diagonal."""
+def _strict_upper_triangle(n: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of the pairs row < col of an n × n matrix, enumerated in closed form from
+    k = 0 .. n(n−1)/2 − 1 (col = ⌊(1 + √(8k + 1))/2⌋, row = k − col(col − 1)/2), so the count
+    stays symbolic under torch.compile(dynamic=True) (torch.triu_indices would specialise n)."""
+    k = torch.arange(n * (n - 1) // 2, device=device, dtype=torch.int64)
+    col = torch.floor((1.0 + torch.sqrt(8.0 * k.to(torch.float64) + 1.0)) / 2.0).to(torch.int64)
+    col = col - (col * (col - 1) // 2 > k).to(torch.int64)  # exact integer correction of the sqrt
+    col = col + ((col + 1) * col // 2 <= k).to(torch.int64)
+    return k - col * (col - 1) // 2, col
+
+
+def pair_indices(n1: int, n2: int, symmetric: bool, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Row and column indices of the pairs to solve (TorchScript-compatible); with `symmetric`,
+    the strict upper triangle first (its count is returned) and then the diagonal."""
     if symmetric:
-        upper = torch.triu_indices(n1, n1, offset=1, device=device)
+        upper_rows, upper_cols = _strict_upper_triangle(n1, device)
         diag = torch.arange(n1, device=device)
-        return torch.cat([upper[0], diag]), torch.cat([upper[1], diag]), upper.shape[1]
+        return torch.cat([upper_rows, diag]), torch.cat([upper_cols, diag]), n1 * (n1 - 1) // 2
     rows = torch.arange(n1, device=device).repeat_interleave(n2)
     cols = torch.arange(n2, device=device).repeat(n1)
     return rows, cols, 0
+
+
+def assemble_gram(
+    solved: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_upper: int, count1: int, count2: int
+) -> torch.Tensor:
+    """Scatter the solved pairs (values or grids) into a (count1, count2, ...) Gram and mirror the
+    first `n_upper` pairs (transposing grids): differentiable, TorchScript-compatible."""
+    shape = [count1, count2] + list(solved.shape[1:])
+    indices: List[Optional[torch.Tensor]] = [rows, cols]
+    gram = torch.index_put(solved.new_zeros(shape), indices, solved)
+    if n_upper > 0:
+        mirrored = solved[:n_upper]
+        if solved.dim() == 3:
+            mirrored = mirrored.transpose(-1, -2)
+        mirror_indices: List[Optional[torch.Tensor]] = [cols[:n_upper], rows[:n_upper]]
+        gram = torch.index_put(gram, mirror_indices, mirrored)
+    return gram
 
 
 @numpy_adapter(["path1", "path2"])
@@ -100,22 +128,22 @@ def sig_kernel_gram(
         else apply_transforms(path2.reshape((count2,) + tuple(path2.shape[-2:])), time_aug, lead_lag, end)
     )
 
-    rows, cols, n_upper = _pair_indices(count1, count2, symmetric, path1.device)
-    chunk = rows.shape[0] if max_batch == -1 else max_batch * max_batch
-    values = []
-    for start in range(0, rows.shape[0], max(chunk, 1)):
-        i, j = rows[start : start + chunk], cols[start : start + chunk]
-        increments = _increments(static_kernel, x[i], y[j])
-        values.append(torch.ops.sigkernel.goursat(increments, list(orders), return_grid, n_jobs))
-    solved = torch.cat(values) if len(values) != 1 else values[0]
-
+    rows, cols, n_upper = pair_indices(count1, count2, symmetric, path1.device)
+    if max_batch == -1:  # one solve: no loop over a shape-dependent count (no recompiles)
+        solved = torch.ops.sigkernel.goursat(
+            _increments(static_kernel, x[rows], y[cols]), list(orders), return_grid, n_jobs
+        )
+    else:
+        chunk = max_batch * max_batch
+        values = []
+        for start in range(0, max(rows.shape[0], 1), chunk):  # one (empty) chunk for an empty Gram
+            i, j = rows[start : start + chunk], cols[start : start + chunk]
+            values.append(
+                torch.ops.sigkernel.goursat(_increments(static_kernel, x[i], y[j]), list(orders), return_grid, n_jobs)
+            )
+        solved = torch.cat(values)
+    gram = assemble_gram(solved, rows, cols, n_upper, count1, count2)
     tail = (n1, n2) if return_grid else ()
-    gram = solved.new_zeros((count1, count2) + tail).index_put((rows, cols), solved)
-    if symmetric and n_upper:
-        mirrored = solved[:n_upper]
-        if return_grid:
-            mirrored = mirrored.transpose(-1, -2)
-        gram = gram.index_put((cols[:n_upper], rows[:n_upper]), mirrored)
 
     if normalize:
         diag_x = _self_kernels(x, orders, static_kernel, n_jobs) if not symmetric else gram.diagonal()

@@ -19,12 +19,13 @@ def _lead_lag(path: torch.Tensor) -> torch.Tensor:
 def _time_aug(path: torch.Tensor, end_time: float) -> torch.Tensor:
     length = path.shape[-2]
     steps = torch.arange(length, dtype=path.dtype, device=path.device)
-    time = (steps * end_time / (length - 1)).expand(*path.shape[:-1]).unsqueeze(-1)
+    time = (steps * end_time / (length - 1)).expand(list(path.shape[:-1])).unsqueeze(-1)
     return torch.cat([path, time], dim=-1)
 
 
 def apply_transforms(path: torch.Tensor, time_aug: bool, lead_lag: bool, end_time: float) -> torch.Tensor:
-    """Lead-lag first, then time; differentiable (plain torch ops). Inputs already checked."""
+    """Lead-lag first, then time; differentiable plain torch ops (TorchScript-compatible too).
+    Inputs already checked."""
     if lead_lag:
         path = _lead_lag(path)
     if time_aug:
