@@ -46,8 +46,21 @@ def _extension():
         py_limited_api=True,
     )
     if _use_cuda(cuda_sources):
+        import torch
+
+        if CUDA_HOME is None:
+            raise SystemExit("FORCE_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME")
+        if not torch.cuda.is_available() and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+            # torch.utils.cpp_extension would fail with an IndexError looking for a GPU.
+            raise SystemExit(
+                "FORCE_CUDA=1 without a visible GPU: set TORCH_CUDA_ARCH_LIST to the "
+                "architectures to build for (e.g. TORCH_CUDA_ARCH_LIST=9.0)"
+            )
         kwargs["sources"] = cpp_sources + cuda_sources
+        # --fmad=false: no contracted multiply-adds, so every cell is rounded exactly as on
+        # the CPU (built with -ffp-contract=off) and CUDA results equal CPU results bit for bit.
         kwargs["extra_compile_args"]["nvcc"] = ["-O3", "--fmad=false", "-DWITH_CUDA"]
+        kwargs["extra_compile_args"]["cxx"] += ["-DWITH_CUDA"]
         return CUDAExtension(**kwargs)
     return CppExtension(**kwargs)
 

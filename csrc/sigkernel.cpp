@@ -32,6 +32,31 @@ at::Tensor goursat_backward(const at::Tensor& grad_output, const at::Tensor& inc
   return op.call(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
 }
 
+#ifndef WITH_CUDA
+// A build without the CUDA sources still claims the CUDA key, to say so clearly instead of
+// torch's generic "could not run ... with arguments from the 'CUDA' backend".
+namespace {
+[[noreturn]] void fail_without_cuda() {
+  TORCH_CHECK(false,
+              "torch_sigkernel was built without CUDA support, so its ops cannot take CUDA "
+              "tensors: rebuild with a CUDA build of torch and nvcc (FORCE_CUDA=1, "
+              "TORCH_CUDA_ARCH_LIST=<arch>, CUDA_HOME=<toolkit>), or move the tensors to the CPU");
+}
+at::Tensor goursat_without_cuda(const at::Tensor&, c10::IntArrayRef, bool, int64_t) {
+  fail_without_cuda();
+}
+at::Tensor goursat_backward_without_cuda(const at::Tensor&, const at::Tensor&, c10::IntArrayRef,
+                                         bool, const c10::optional<at::Tensor>&, int64_t) {
+  fail_without_cuda();
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(sigkernel, CUDA, m) {
+  m.impl("goursat", &goursat_without_cuda);
+  m.impl("goursat_backward", &goursat_backward_without_cuda);
+}
+#endif
+
 TORCH_LIBRARY(sigkernel, m) {
   m.set_python_module("torch_sigkernel._meta");
   // Goursat PDE on increments (B, m1, m2) refined by 2^dyadic_order; returns

@@ -231,3 +231,15 @@ def test_baseline_and_avx2_builds_agree_bitwise(tmp_path):
     assert generic.keys() == auto.keys()
     for key in generic:
         assert torch.equal(generic[key], auto[key]), key
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the CUDA kernels are tested in test_cuda.py")
+def test_cuda_tensors_on_a_build_without_cuda_get_a_clear_error():
+    increments = torch.randn(2, 3, 4, dtype=torch.float64)
+    cuda = torch._C.DispatchKeySet("CUDA")
+    with pytest.raises(RuntimeError, match="built without CUDA support"):
+        goursat.default.redispatch(cuda, increments, [0, 0], False, 1)
+    with pytest.raises(RuntimeError, match="built without CUDA support"):
+        goursat_backward.default.redispatch(
+            cuda, torch.ones(2, dtype=torch.float64), increments, [0, 0], False, None, 1
+        )
