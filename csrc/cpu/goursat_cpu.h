@@ -5,30 +5,10 @@
 
 #include <cstdint>
 
+#include "../goursat_problem.h"
+
 namespace sigkernel {
 namespace cpu {
-
-// Element (b, r, c) of a 3-D tensor is data[b*sb + r*sr + c*sc]; transposing a
-// problem only swaps the row and column strides.
-template <typename T>
-struct View3 {
-  T* data;
-  int64_t sb, sr, sc;
-};
-
-// One problem in its solving orientation (rows of length n2).
-template <typename T>
-struct Problem {
-  int64_t batch, m1, m2, l1, l2, n1, n2;
-  T scale;                    // 2^−(λ1+λ2)
-  View3<const T> increments;  // (B, m1, m2)
-  const T* value_seed;        // backward: ∂F/∂k per pair, or
-  View3<const T> grid_seed;   // backward: ∂F/∂grid (data null if unused)
-  View3<const T> grid_in;     // backward: forward grid (data null if unused)
-  View3<T> grid_out;          // forward: grid output (data null if unused)
-  T* value_out;               // forward: kernel value output
-  View3<T> increments_grad;   // backward output (B, m1, m2)
-};
 
 // Lanes (pairs) per 32-byte SIMD vector.
 template <typename T>

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../goursat_checks.h"
+#include "../goursat_problem_setup.h"
 #include "goursat_cpu.h"
 
 namespace sigkernel {
@@ -34,22 +35,6 @@ bool use_avx2() {
 #else
   return false;
 #endif
-}
-
-template <typename T>
-View3<T> view_of(const at::Tensor& t) {
-  return {t.data_ptr<T>(), t.stride(0), t.stride(1), t.stride(2)};
-}
-
-template <typename T>
-View3<const T> const_view_of(const at::Tensor& t) {
-  return {t.const_data_ptr<T>(), t.stride(0), t.stride(1), t.stride(2)};
-}
-
-template <typename T>
-View3<T> transposed(View3<T> v) {
-  std::swap(v.sr, v.sc);
-  return v;
 }
 
 // Runs every lane block of `pr` over `threads` threads. Lane width: 1, 2 or 4 SIMD
@@ -79,31 +64,6 @@ void run_blocks(const Problem<T>& pr, int64_t threads, bool backward) {
   });
 }
 
-// Fills the oriented sizes; transposes (grid(x, y) = grid(y, x)ᵀ) so rows run along the
-// shorter side when no grid tensor pins the orientation.
-template <typename T>
-Problem<T> make_problem(const GoursatShape& s, const at::Tensor& increments, bool may_transpose,
-                        bool* is_transposed) {
-  Problem<T> pr{};
-  pr.batch = s.batch;
-  pr.m1 = s.m1;
-  pr.m2 = s.m2;
-  pr.l1 = s.l1;
-  pr.l2 = s.l2;
-  pr.n1 = s.n1;
-  pr.n2 = s.n2;
-  pr.scale = std::ldexp(T(1), -static_cast<int>(s.l1 + s.l2));
-  pr.increments = const_view_of<T>(increments);
-  *is_transposed = may_transpose && s.n2 > s.n1;
-  if (*is_transposed) {
-    std::swap(pr.m1, pr.m2);
-    std::swap(pr.l1, pr.l2);
-    std::swap(pr.n1, pr.n2);
-    pr.increments = transposed(pr.increments);
-  }
-  return pr;
-}
-
 at::Tensor goursat_cpu(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
                        bool return_grid, int64_t n_jobs) {
   const GoursatShape s = check_goursat_args(increments, dyadic_order, return_grid);
@@ -113,14 +73,8 @@ at::Tensor goursat_cpu(const at::Tensor& increments, c10::IntArrayRef dyadic_ord
   if (s.batch == 0) return out;
   if (s.m1 == 0 || s.m2 == 0) return out.fill_(1);
   AT_DISPATCH_FLOATING_TYPES(increments.scalar_type(), "sigkernel::goursat", [&] {
-    bool is_transposed = false;
-    Problem<scalar_t> pr = make_problem<scalar_t>(s, increments, !return_grid, &is_transposed);
-    if (return_grid) {
-      pr.grid_out = view_of<scalar_t>(out);
-    } else {
-      pr.value_out = out.data_ptr<scalar_t>();
-    }
-    run_blocks(pr, threads, /*backward=*/false);
+    run_blocks(forward_problem<scalar_t>(s, increments, return_grid, out), threads,
+               /*backward=*/false);
   });
   return out;
 }
@@ -135,18 +89,8 @@ at::Tensor goursat_backward_cpu(const at::Tensor& grad_output, const at::Tensor&
   if (grad.numel() == 0) return grad;
   const at::Tensor seed = return_grid ? grad_output : grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES(increments.scalar_type(), "sigkernel::goursat_backward", [&] {
-    const bool pinned = return_grid || grid.has_value();
-    bool is_transposed = false;
-    Problem<scalar_t> pr = make_problem<scalar_t>(s, increments, !pinned, &is_transposed);
-    const View3<scalar_t> grad_view = view_of<scalar_t>(grad);
-    pr.increments_grad = is_transposed ? transposed(grad_view) : grad_view;
-    if (return_grid) {
-      pr.grid_seed = const_view_of<scalar_t>(seed);
-    } else {
-      pr.value_seed = seed.const_data_ptr<scalar_t>();
-    }
-    if (grid.has_value()) pr.grid_in = const_view_of<scalar_t>(*grid);
-    run_blocks(pr, threads, /*backward=*/true);
+    run_blocks(backward_problem<scalar_t>(s, increments, return_grid, seed, grid, grad), threads,
+               /*backward=*/true);
   });
   return grad;
 }

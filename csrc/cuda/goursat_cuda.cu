@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "../goursat_checks.h"
+#include "../goursat_problem_setup.h"
 #include "goursat_cuda.cuh"
 
 namespace sigkernel {
@@ -32,47 +33,6 @@ int64_t multiprocessor_count() {
   return std::max(count, 1);
 }
 
-template <typename T>
-View3<T> view_of(const at::Tensor& t) {
-  return {t.data_ptr<T>(), t.stride(0), t.stride(1), t.stride(2)};
-}
-
-template <typename T>
-View3<const T> const_view_of(const at::Tensor& t) {
-  return {t.const_data_ptr<T>(), t.stride(0), t.stride(1), t.stride(2)};
-}
-
-template <typename T>
-View3<T> transposed(View3<T> v) {
-  std::swap(v.sr, v.sc);
-  return v;
-}
-
-// The CPU kernels' orientation (goursat_kernel.cpp): transposed (grid(x, y) = grid(y, x)ᵀ)
-// when n2 > n1 and no grid tensor pins it. Same orientation, same bits.
-template <typename T>
-Problem<T> make_problem(const GoursatShape& s, const at::Tensor& increments, bool may_transpose,
-                        bool* is_transposed) {
-  Problem<T> pr{};
-  pr.batch = s.batch;
-  pr.m1 = s.m1;
-  pr.m2 = s.m2;
-  pr.l1 = s.l1;
-  pr.l2 = s.l2;
-  pr.n1 = s.n1;
-  pr.n2 = s.n2;
-  pr.scale = std::ldexp(T(1), -static_cast<int>(s.l1 + s.l2));
-  pr.increments = const_view_of<T>(increments);
-  *is_transposed = may_transpose && s.n2 > s.n1;
-  if (*is_transposed) {
-    std::swap(pr.m1, pr.m2);
-    std::swap(pr.l1, pr.l2);
-    std::swap(pr.n1, pr.n2);
-    pr.increments = transposed(pr.increments);
-  }
-  return pr;
-}
-
 at::Tensor goursat_cuda(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
                         bool return_grid, int64_t n_jobs) {
   const GoursatShape s = check_goursat_args(increments, dyadic_order, return_grid);
@@ -83,13 +43,7 @@ at::Tensor goursat_cuda(const at::Tensor& increments, c10::IntArrayRef dyadic_or
   if (s.batch == 0) return out;
   if (s.m1 == 0 || s.m2 == 0) return out.fill_(1);
   AT_DISPATCH_FLOATING_TYPES(increments.scalar_type(), "sigkernel::goursat_cuda", [&] {
-    bool is_transposed = false;
-    Problem<scalar_t> pr = make_problem<scalar_t>(s, increments, !return_grid, &is_transposed);
-    if (return_grid) {
-      pr.grid_out = view_of<scalar_t>(out);
-    } else {
-      pr.value_out = out.data_ptr<scalar_t>();
-    }
+    const Problem<scalar_t> pr = forward_problem<scalar_t>(s, increments, return_grid, out);
     LaunchPlan plan = make_plan(pr.batch, std::min(pr.n1, pr.n2), multiprocessor_count());
     fit_workspace(plan, 3 * std::min(pr.n1, pr.n2), 0, int64_t(sizeof(scalar_t)),
                   kWorkspaceBudgetBytes);
@@ -113,17 +67,8 @@ at::Tensor goursat_backward_cuda(const at::Tensor& grad_output, const at::Tensor
   if (grad.numel() == 0) return grad;
   const at::Tensor seed = return_grid ? grad_output : grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES(increments.scalar_type(), "sigkernel::goursat_backward_cuda", [&] {
-    const bool pinned = return_grid || grid.has_value();
-    bool is_transposed = false;
-    Problem<scalar_t> pr = make_problem<scalar_t>(s, increments, !pinned, &is_transposed);
-    const View3<scalar_t> grad_view = view_of<scalar_t>(grad);
-    pr.increments_grad = is_transposed ? transposed(grad_view) : grad_view;
-    if (return_grid) {
-      pr.grid_seed = const_view_of<scalar_t>(seed);
-    } else {
-      pr.value_seed = seed.const_data_ptr<scalar_t>();
-    }
-    if (grid.has_value()) pr.grid_in = const_view_of<scalar_t>(*grid);
+    const Problem<scalar_t> pr =
+        backward_problem<scalar_t>(s, increments, return_grid, seed, grid, grad);
     const int64_t elem_size = int64_t(sizeof(scalar_t));
     LaunchPlan plan = make_plan(pr.batch, std::min(pr.n1, pr.n2), multiprocessor_count());
     const BackwardLayout layout =

@@ -10,31 +10,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../goursat_problem.h"
+
 namespace sigkernel {
 namespace cuda {
-
-// Element (b, r, c) of a 3-D tensor is data[b*sb + r*sr + c*sc]; transposing a
-// problem only swaps the row and column strides.
-template <typename T>
-struct View3 {
-  T* data;
-  int64_t sb, sr, sc;
-};
-
-// One problem in its solving orientation: the same orientation as the CPU kernels, so
-// that every cell sees the same (up, left) operands and CUDA equals CPU bit for bit.
-template <typename T>
-struct Problem {
-  int64_t batch, m1, m2, l1, l2, n1, n2;
-  T scale;                    // 2^−(λ1+λ2)
-  View3<const T> increments;  // (B, m1, m2)
-  const T* value_seed;        // backward: ∂F/∂k per pair (contiguous), or
-  View3<const T> grid_seed;   // backward: ∂F/∂grid (data null if unused)
-  View3<const T> grid_in;     // backward: forward grid (data null if unused)
-  View3<T> grid_out;          // forward: grid output (data null if unused)
-  T* value_out;               // forward: kernel value output (null if unused)
-  View3<T> increments_grad;   // backward output (B, m1, m2)
-};
 
 // How a launch maps pairs to threads: `pair_threads` threads stride along the anti-diagonals
 // of one pair, `block_pairs` pairs share a block (all pairs have the same shape, so they
