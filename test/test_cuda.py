@@ -10,6 +10,8 @@ import itertools
 import pytest
 import torch
 from reference import rel_err
+from test_sig_kernel import KERNELS as CPU_KERNELS
+from test_sig_kernel import ORDERS, TRANSFORMS, _paths
 from torch.library import opcheck
 
 import torch_sigkernel as tsk
@@ -21,25 +23,8 @@ goursat_backward = torch.ops.sigkernel.goursat_backward
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 DTYPES = [torch.float64, torch.float32]
-ORDERS = [0, 1, 2, (2, 0), (1, 3)]
-KERNELS = {
-    "linear": lambda: None,
-    "scaled_linear": lambda: tsk.ScaledLinearKernel(0.8),
-    "rbf": lambda: tsk.RBFKernel(1.5),
-}
-TRANSFORMS = {
-    "plain": {},
-    "time_aug": {"time_aug": True, "end_time": 2.0},
-    "lead_lag": {"lead_lag": True},
-    "both": {"time_aug": True, "lead_lag": True},
-}
-
-
-def _paths(batch_shape, l1, l2, d=2, scale=0.3, dtype=torch.float64):
-    return (
-        torch.randn(*batch_shape, l1, d, dtype=dtype) * scale,
-        torch.randn(*batch_shape, l2, d, dtype=dtype) * scale,
-    )
+# The CPU suite's option matrix and inputs (KERNELS maps a name to (ours, pySigLib's) makers).
+KERNELS = {name: makers[0] for name, makers in CPU_KERNELS.items()}
 
 
 def _on_cuda(*tensors):
