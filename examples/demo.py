@@ -12,7 +12,7 @@ Everything is synthetic and seeded, in float64; it takes seconds on two CPU core
 (c) A two-sample test: the unbiased MMD² of a same-distribution pair and of a
     different-distribution pair, each with a permutation-test p-value.
 
-Only the public API is used: ``sig_kernel``, ``sig_kernel_backprop``, ``transform_path``
+Only the public API is used: ``sig_kernel``, ``sig_kernel_gram``, ``sig_kernel_backprop``, ``transform_path``
 and the static kernels.
 """
 
@@ -61,16 +61,9 @@ def brownian_paths(
 
 
 def pairwise_sig_kernel(x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-    """All-pairs kernel matrix ``(n, m)`` of samples x ``(n, L, d)`` and y ``(m, L, d)``.
-
-    There is no Gram function yet, so the n·m pairs are laid out as one batch
-    (each path of x repeated m times, y tiled n times) and solved by one
-    :func:`torch_sigkernel.sig_kernel` call; differentiable w.r.t. both samples.
-    """
-    n, m = x.shape[0], y.shape[0]
-    left = x.repeat_interleave(m, dim=0)
-    right = y.repeat(n, 1, 1)
-    return tsk.sig_kernel(left, right, DYADIC_ORDER, **kwargs).reshape(n, m)
+    """Gram matrix ``k(x_i, y_j)``, shape ``(n, m)``, by :func:`torch_sigkernel.sig_kernel_gram`
+    (one triangle when x is y); differentiable w.r.t. both samples."""
+    return tsk.sig_kernel_gram(x, y, DYADIC_ORDER, **kwargs)
 
 
 def off_diagonal_mean(gram: torch.Tensor) -> torch.Tensor:
