@@ -24,8 +24,8 @@ def _sample_size(sample: object, name: str) -> int:
     return size
 
 
-def _off_diagonal_mean(gram: torch.Tensor) -> torch.Tensor:
-    """Σ_{i≠j} k(x_i, x_j) / (m(m−1)) of an (m, m) Gram matrix."""
+def off_diagonal_mean(gram: torch.Tensor) -> torch.Tensor:
+    """Σ_{i≠j} k(x_i, x_j) / (m(m−1)) of an (m, m) Gram matrix (TorchScript-compatible)."""
     m = gram.shape[0]
     return (gram.sum() - gram.diagonal().sum()) / (m * (m - 1))
 
@@ -68,7 +68,7 @@ def sig_mmd(
     k_xx = sig_kernel_gram(x, x, dyadic_order, **options)
     k_yy = sig_kernel_gram(y, y, dyadic_order, **options)
     k_xy = sig_kernel_gram(x, y, dyadic_order, **options)
-    return _off_diagonal_mean(k_xx) - 2 * k_xy.mean() + _off_diagonal_mean(k_yy)
+    return off_diagonal_mean(k_xx) - 2 * k_xy.mean() + off_diagonal_mean(k_yy)
 
 
 def _check_lam(lam: object) -> float:
@@ -117,7 +117,7 @@ def sig_score(
     x = sample.reshape((m,) + tuple(sample.shape[-2:]))
     k_xx = sig_kernel_gram(x, x, dyadic_order, **options)
     k_xy = sig_kernel_gram(x, y, dyadic_order, **options)  # (m,) + By
-    return lam * _off_diagonal_mean(k_xx) - 2 * k_xy.mean(dim=0)
+    return lam * off_diagonal_mean(k_xx) - 2 * k_xy.mean(dim=0)
 
 
 @numpy_adapter(["sample1", "sample2"])

@@ -20,6 +20,7 @@ import torch
 
 from . import _validation as V
 from .gram import assemble_gram, check_max_batch, pair_indices
+from .metrics import off_diagonal_mean
 from .static_kernels import LinearKernel, StaticKernel, double_difference
 from .transforms import apply_transforms
 
@@ -70,12 +71,6 @@ def _flatten(path: torch.Tensor) -> torch.Tensor:
     for size in path.shape[:-2]:
         count *= size
     return path.reshape([count, path.shape[-2], path.shape[-1]])
-
-
-def _off_diagonal_mean(gram: torch.Tensor) -> torch.Tensor:
-    """Σ_{i≠j} G_ij / (m(m−1)) of an (m, m) Gram matrix."""
-    m = gram.shape[0]
-    return (gram.sum() - gram.diagonal().sum()) / (m * (m - 1))
 
 
 class _SigKernelBase(torch.nn.Module):
@@ -263,7 +258,7 @@ class SigMMD(_SigKernelBase):
         k_xx = self._gram(tx, tx, True)
         k_yy = self._gram(ty, ty, True)
         k_xy = self._gram(tx, ty, False)
-        return _off_diagonal_mean(k_xx) - 2.0 * k_xy.mean() + _off_diagonal_mean(k_yy)
+        return off_diagonal_mean(k_xx) - 2.0 * k_xy.mean() + off_diagonal_mean(k_yy)
 
 
 class SigScore(_SigKernelBase):
@@ -316,7 +311,7 @@ class SigScore(_SigKernelBase):
             raise ValueError("SigScore needs at least 2 sample paths")
         k_xx = self._gram(tx, tx, True)
         k_xy = self._gram(tx, ty, False)
-        scores = self.lam * _off_diagonal_mean(k_xx) - 2.0 * k_xy.mean(0)
+        scores = self.lam * off_diagonal_mean(k_xx) - 2.0 * k_xy.mean(0)
         if self.reduction == "mean":
             return scores.mean()
         return scores.reshape(y.shape[:-2])
