@@ -62,7 +62,8 @@ def _warn_if_nonfinite(values: torch.Tensor) -> None:
 
 
 class _Prepared:
-    """Validated, transformed, batch-flattened inputs of one call."""
+    """Validated arguments of one call: paired paths, or (``gram=True``) every path of one batch
+    against every path of another. Transforms, flattens and solves pairs."""
 
     def __init__(
         self,
@@ -74,15 +75,17 @@ class _Prepared:
         end_time: object,
         n_jobs: object,
         return_grid: object,
+        *,
+        gram: bool = False,
     ) -> None:
-        V.check_path_pair(path1, path2)
+        V.check_path_pair(path1, path2, same_batch=not gram)
         self.orders = V.parse_dyadic_order(dyadic_order)
         self.end_time = check_transform_args((path1.shape[-2], path2.shape[-2]), time_aug, lead_lag, end_time)
         V.check_n_jobs(n_jobs)
         V.check_bool(return_grid, "return_grid")
-        self.time_aug, self.lead_lag = time_aug, lead_lag
-        self.batch_shape = tuple(path1.shape[:-2])
-        self.batch = math.prod(self.batch_shape)
+        self.time_aug, self.lead_lag, self.n_jobs = time_aug, lead_lag, n_jobs
+        self.batch_shape = tuple(path1.shape[:-2]) + (tuple(path2.shape[:-2]) if gram else ())
+        self.batch = math.prod(self.batch_shape)  # the number of pairs
         length1, length2 = path1.shape[-2], path2.shape[-2]
         if lead_lag:
             length1, length2 = 2 * length1 - 1, 2 * length2 - 1
@@ -92,14 +95,14 @@ class _Prepared:
         self.grid_shape = self.batch_shape + (self.n1, self.n2)
 
     def flat(self, path: torch.Tensor) -> torch.Tensor:
-        """Transformed path as (B, L', d')."""
-        path = path.reshape((self.batch,) + tuple(path.shape[-2:]))
+        """Transformed path(s) as (B, L', d'), B the product of the leading dimensions."""
+        path = path.reshape((math.prod(path.shape[:-2]),) + tuple(path.shape[-2:]))
         return apply_transforms(path, self.time_aug, self.lead_lag, self.end_time)
 
-
-def _solve(prep: _Prepared, increments: torch.Tensor, return_grid: bool, n_jobs: int) -> torch.Tensor:
-    out = torch.ops.sigkernel.goursat(increments, list(prep.orders), return_grid, n_jobs)
-    return out.reshape(prep.grid_shape if return_grid else prep.batch_shape)
+    def solve(self, static_kernel: KernelLike, x: torch.Tensor, y: torch.Tensor, return_grid: bool) -> torch.Tensor:
+        """k(x_b, y_b) (or grids) of transformed, flattened pairs (B, L, d)."""
+        increments = _increments(static_kernel, x, y)
+        return torch.ops.sigkernel.goursat(increments, list(self.orders), return_grid, self.n_jobs)
 
 
 @numpy_adapter(["path1", "path2"])
@@ -144,11 +147,10 @@ def sig_kernel(
     if normalize and return_grid:
         raise ValueError("normalize=True cannot be combined with return_grid=True")
     x, y = prep.flat(path1), prep.flat(path2)
-    out = _solve(prep, _increments(static_kernel, x, y), return_grid, n_jobs)
+    out = prep.solve(static_kernel, x, y, return_grid).reshape(prep.grid_shape if return_grid else prep.batch_shape)
     if normalize:
-        k_xx = _solve(prep, _increments(static_kernel, x, x), False, n_jobs) if prep.n1 else None
-        k_yy = _solve(prep, _increments(static_kernel, y, y), False, n_jobs) if prep.n2 else None
-        out = out / torch.sqrt(k_xx * k_yy)
+        self_kernels = prep.solve(static_kernel, x, x, False) * prep.solve(static_kernel, y, y, False)
+        out = out / torch.sqrt(self_kernels.reshape(prep.batch_shape))
     _warn_if_nonfinite(out)
     return out
 

@@ -7,15 +7,13 @@ triangle (the diagonal and the pairs i < j) is solved and mirrored.
 
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Tuple
 
 import torch
 
 from . import _validation as V
 from ._numpy import numpy_adapter
-from .functional import KernelLike, _increments, _warn_if_nonfinite
-from .transforms import apply_transforms, check_transform_args
+from .functional import KernelLike, _Prepared, _warn_if_nonfinite
 
 
 def check_max_batch(max_batch: object) -> None:
@@ -102,61 +100,36 @@ def sig_kernel_gram(
         >>> tsk.sig_kernel_gram(x, x, 1).shape
         torch.Size([5, 5])
     """
-    V.check_path_pair(path1, path2, same_batch=False)
-    orders = V.parse_dyadic_order(dyadic_order)
-    end = check_transform_args((path1.shape[-2], path2.shape[-2]), time_aug, lead_lag, end_time)
-    V.check_n_jobs(n_jobs)
+    prep = _Prepared(path1, path2, dyadic_order, time_aug, lead_lag, end_time, n_jobs, return_grid, gram=True)
     check_max_batch(max_batch)
-    V.check_bool(return_grid, "return_grid")
     V.check_bool(normalize, "normalize")
     if normalize and return_grid:
         raise ValueError("normalize=True cannot be combined with return_grid=True")
 
-    shape1, shape2 = tuple(path1.shape[:-2]), tuple(path2.shape[:-2])
-    count1, count2 = math.prod(shape1), math.prod(shape2)
-    length1, length2 = path1.shape[-2], path2.shape[-2]
-    if lead_lag:
-        length1, length2 = 2 * length1 - 1, 2 * length2 - 1
-    n1, n2 = V.refined_length(length1, orders[0]), V.refined_length(length2, orders[1])
-    V.check_grid_size(count1 * count2, n1, n2, path1.element_size(), orders, return_grid)
-
-    x = apply_transforms(path1.reshape((count1,) + tuple(path1.shape[-2:])), time_aug, lead_lag, end)
-    symmetric = path1 is path2 and orders[0] == orders[1]
-    y = (
-        x
-        if symmetric
-        else apply_transforms(path2.reshape((count2,) + tuple(path2.shape[-2:])), time_aug, lead_lag, end)
-    )
+    x = prep.flat(path1)
+    symmetric = path1 is path2 and prep.orders[0] == prep.orders[1]
+    y = x if symmetric else prep.flat(path2)
+    count1, count2 = x.shape[0], y.shape[0]
 
     rows, cols, n_upper = pair_indices(count1, count2, symmetric, path1.device)
     if max_batch == -1:  # one solve: no loop over a shape-dependent count (no recompiles)
-        solved = torch.ops.sigkernel.goursat(
-            _increments(static_kernel, x[rows], y[cols]), list(orders), return_grid, n_jobs
-        )
+        solved = prep.solve(static_kernel, x[rows], y[cols], return_grid)
     else:
         chunk = max_batch * max_batch
         values = []
         for start in range(0, max(rows.shape[0], 1), chunk):  # one (empty) chunk for an empty Gram
             i, j = rows[start : start + chunk], cols[start : start + chunk]
-            values.append(
-                torch.ops.sigkernel.goursat(_increments(static_kernel, x[i], y[j]), list(orders), return_grid, n_jobs)
-            )
+            values.append(prep.solve(static_kernel, x[i], y[j], return_grid))
         solved = torch.cat(values)
     gram = assemble_gram(solved, rows, cols, n_upper, count1, count2)
-    tail = (n1, n2) if return_grid else ()
 
     if normalize:
-        diag_x = _self_kernels(x, orders, static_kernel, n_jobs) if not symmetric else gram.diagonal()
-        diag_y = diag_x if symmetric else _self_kernels(y, orders, static_kernel, n_jobs)
+        diag_x = gram.diagonal() if symmetric else prep.solve(static_kernel, x, x, False)
+        diag_y = diag_x if symmetric else prep.solve(static_kernel, y, y, False)
         gram = gram / torch.sqrt(diag_x.unsqueeze(1) * diag_y.unsqueeze(0))
-    gram = gram.reshape(shape1 + shape2 + tail)
+    gram = gram.reshape(prep.grid_shape if return_grid else prep.batch_shape)
     _warn_if_nonfinite(gram)
     return gram
-
-
-def _self_kernels(paths: torch.Tensor, orders: Tuple[int, int], static_kernel: KernelLike, n_jobs: int) -> torch.Tensor:
-    """k(x_i, x_i) for transformed paths (N, L, d)."""
-    return torch.ops.sigkernel.goursat(_increments(static_kernel, paths, paths), list(orders), False, n_jobs)
 
 
 @numpy_adapter(["derivs", "path1", "path2"])
