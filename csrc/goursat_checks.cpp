@@ -21,18 +21,17 @@ bool refined_length_overflows(int64_t segments, int64_t order, int64_t* out) {
 
 }  // namespace
 
-GoursatShape check_goursat_args(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
-                                bool return_grid) {
-  TORCH_CHECK(increments.dim() == 3, "sigkernel: increments must have shape (batch, m1, m2), got ",
-              increments.dim(), " dimensions ", increments.sizes());
-  TORCH_CHECK(increments.scalar_type() == at::kFloat || increments.scalar_type() == at::kDouble,
-              "sigkernel: increments must be float32 or float64, got ", increments.scalar_type());
+namespace {
+
+// Sizes of a problem with m1 x m2 coarse cells per pair, checked.
+GoursatShape checked_shape(int64_t batch, int64_t m1, int64_t m2, c10::IntArrayRef dyadic_order,
+                           bool return_grid, int64_t element_size) {
   TORCH_CHECK(dyadic_order.size() == 2, "sigkernel: dyadic_order must have 2 entries, got ",
               dyadic_order.size());
   GoursatShape s;
-  s.batch = increments.size(0);
-  s.m1 = increments.size(1);
-  s.m2 = increments.size(2);
+  s.batch = batch;
+  s.m1 = m1;
+  s.m2 = m2;
   s.l1 = dyadic_order[0];
   s.l2 = dyadic_order[1];
   TORCH_CHECK(s.l1 >= 0 && s.l2 >= 0, "sigkernel: dyadic_order must be non-negative, got (", s.l1,
@@ -47,21 +46,55 @@ GoursatShape check_goursat_args(const at::Tensor& increments, c10::IntArrayRef d
   if (return_grid) {
     int64_t total = 0;
     TORCH_CHECK(!__builtin_mul_overflow(cells, s.batch, &total) &&
-                    !__builtin_mul_overflow(total, int64_t(increments.element_size()), &total),
+                    !__builtin_mul_overflow(total, element_size, &total),
                 "sigkernel: the refined grids of ", s.batch, " pairs of ", s.n1, " x ", s.n2,
                 " nodes overflow int64 bytes");
   }
   return s;
 }
 
+void check_floating(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "sigkernel: ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+}
+
+}  // namespace
+
+GoursatShape check_goursat_args(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
+                                bool return_grid) {
+  TORCH_CHECK(increments.dim() == 3, "sigkernel: increments must have shape (batch, m1, m2), got ",
+              increments.dim(), " dimensions ", increments.sizes());
+  check_floating(increments, "increments");
+  return checked_shape(increments.size(0), increments.size(1), increments.size(2), dyadic_order,
+                       return_grid, increments.element_size());
+}
+
+GoursatShape check_goursat_linear_args(const at::Tensor& dx, const at::Tensor& dy,
+                                       c10::IntArrayRef dyadic_order, bool return_grid) {
+  TORCH_CHECK(dx.dim() == 3, "sigkernel: dx must have shape (batch, m1, d), got ", dx.dim(),
+              " dimensions ", dx.sizes());
+  TORCH_CHECK(dy.dim() == 3, "sigkernel: dy must have shape (batch, m2, d), got ", dy.dim(),
+              " dimensions ", dy.sizes());
+  check_floating(dx, "dx");
+  TORCH_CHECK(dy.scalar_type() == dx.scalar_type(), "sigkernel: dy must have the dtype of dx (",
+              dx.scalar_type(), "), got ", dy.scalar_type());
+  TORCH_CHECK(dy.device() == dx.device(), "sigkernel: dy must be on the device of dx (",
+              dx.device(), "), got ", dy.device());
+  TORCH_CHECK(dy.size(0) == dx.size(0) && dy.size(2) == dx.size(2),
+              "sigkernel: dx (batch, m1, d) and dy (batch, m2, d) must agree in batch and d, got ",
+              dx.sizes(), " and ", dy.sizes());
+  return checked_shape(dx.size(0), dx.size(1), dy.size(1), dyadic_order, return_grid,
+                       dx.element_size());
+}
+
 void check_goursat_backward_args(const at::Tensor& grad_output, const at::Tensor& increments,
                                  const c10::optional<at::Tensor>& grid, const GoursatShape& s,
-                                 bool return_grid) {
+                                 bool return_grid, const char* what) {
   TORCH_CHECK(grad_output.scalar_type() == increments.scalar_type(),
-              "sigkernel: grad_output must have the dtype of increments (",
+              "sigkernel: grad_output must have the dtype of ", what, " (",
               increments.scalar_type(), "), got ", grad_output.scalar_type());
   TORCH_CHECK(grad_output.device() == increments.device(),
-              "sigkernel: grad_output must be on the device of increments (", increments.device(),
+              "sigkernel: grad_output must be on the device of ", what, " (", increments.device(),
               "), got ", grad_output.device());
   if (return_grid) {
     TORCH_CHECK(grad_output.dim() == 3 && grad_output.size(0) == s.batch &&
@@ -76,11 +109,10 @@ void check_goursat_backward_args(const at::Tensor& grad_output, const at::Tensor
   if (grid.has_value()) {
     const at::Tensor& g = *grid;
     TORCH_CHECK(g.scalar_type() == increments.scalar_type(),
-                "sigkernel: grid must have the dtype of increments (", increments.scalar_type(),
+                "sigkernel: grid must have the dtype of ", what, " (", increments.scalar_type(),
                 "), got ", g.scalar_type());
-    TORCH_CHECK(g.device() == increments.device(),
-                "sigkernel: grid must be on the device of increments (", increments.device(),
-                "), got ", g.device());
+    TORCH_CHECK(g.device() == increments.device(), "sigkernel: grid must be on the device of ",
+                what, " (", increments.device(), "), got ", g.device());
     TORCH_CHECK(g.dim() == 3 && g.size(0) == s.batch && g.size(1) == s.n1 && g.size(2) == s.n2,
                 "sigkernel: grid must have shape (", s.batch, ", ", s.n1, ", ", s.n2, "), got ",
                 g.sizes());

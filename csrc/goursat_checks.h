@@ -20,11 +20,17 @@ struct GoursatShape {
 GoursatShape check_goursat_args(const at::Tensor& increments, c10::IntArrayRef dyadic_order,
                                 bool return_grid);
 
+// Validates the linear-kernel factors dx (B, m1, d) and dy (B, m2, d) (the problem with
+// increments[b, s, t] = <dx[b, s], dy[b, t]>) and `dyadic_order`, as above.
+GoursatShape check_goursat_linear_args(const at::Tensor& dx, const at::Tensor& dy,
+                                       c10::IntArrayRef dyadic_order, bool return_grid);
+
 // Additionally validates the backward's `grad_output` ((B,) or (B, n1, n2)) and
-// the optional forward `grid` (B, n1, n2) against `shape`.
+// the optional forward `grid` (B, n1, n2) against `shape`; `increments` stands for the
+// inputs (their dtype and device), named `what` in messages.
 void check_goursat_backward_args(const at::Tensor& grad_output, const at::Tensor& increments,
                                  const c10::optional<at::Tensor>& grid, const GoursatShape& shape,
-                                 bool return_grid);
+                                 bool return_grid, const char* what = "increments");
 
 // n_jobs → number of worker threads: 1 serial, −1 all, −k all but k−1 (at least 1);
 // capped at ATen's intra-op pool size. 0 is an error.

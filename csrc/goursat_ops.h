@@ -6,6 +6,8 @@
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Optional.h>
 
+#include <tuple>
+
 namespace sigkernel {
 
 // Solves the Goursat PDE for each pair: kernel values (B,) or grids (B, n1, n2).
@@ -16,5 +18,15 @@ at::Tensor goursat(const at::Tensor& increments, c10::IntArrayRef dyadic_order, 
 at::Tensor goursat_backward(const at::Tensor& grad_output, const at::Tensor& increments,
                             c10::IntArrayRef dyadic_order, bool return_grid,
                             const c10::optional<at::Tensor>& grid, int64_t n_jobs);
+
+// goursat for the linear static kernel: increments[b, s, t] = <dx[b, s], dy[b, t]>.
+at::Tensor goursat_linear(const at::Tensor& dx, const at::Tensor& dy, c10::IntArrayRef dyadic_order,
+                          bool return_grid, int64_t n_jobs);
+
+// Exact adjoint of goursat_linear: (∂F/∂dx, ∂F/∂dy).
+std::tuple<at::Tensor, at::Tensor> goursat_linear_backward(
+    const at::Tensor& grad_output, const at::Tensor& dx, const at::Tensor& dy,
+    c10::IntArrayRef dyadic_order, bool return_grid, const c10::optional<at::Tensor>& grid,
+    int64_t n_jobs);
 
 }  // namespace sigkernel

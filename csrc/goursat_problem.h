@@ -27,6 +27,14 @@ struct Problem {
   View3<T> grid_out;          // forward: grid output (data null if unused)
   T* value_out;               // forward: kernel value output (null if unused)
   View3<T> increments_grad;   // backward output (B, m1, m2)
+  // Linear-kernel mode (left.data non-null): increments[b, s, t] = Σ_k left[b,s,k]·right[b,t,k]
+  // are formed inside the kernels, coarse row by coarse row (never materialised), and the
+  // backward writes ∂F/∂left and ∂F/∂right instead of ∂F/∂increments.
+  int64_t dim;           // k runs over 0..dim−1
+  View3<const T> left;   // (B, m1, dim)
+  View3<const T> right;  // (B, m2, dim)
+  View3<T> left_grad;    // backward output (B, m1, dim)
+  View3<T> right_grad;   // backward output (B, m2, dim)
 };
 
 }  // namespace sigkernel

@@ -32,6 +32,24 @@ at::Tensor goursat_backward(const at::Tensor& grad_output, const at::Tensor& inc
   return op.call(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
 }
 
+at::Tensor goursat_linear(const at::Tensor& dx, const at::Tensor& dy, c10::IntArrayRef dyadic_order,
+                          bool return_grid, int64_t n_jobs) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("sigkernel::goursat_linear", "")
+                       .typed<decltype(goursat_linear)>();
+  return op.call(dx, dy, dyadic_order, return_grid, n_jobs);
+}
+
+std::tuple<at::Tensor, at::Tensor> goursat_linear_backward(
+    const at::Tensor& grad_output, const at::Tensor& dx, const at::Tensor& dy,
+    c10::IntArrayRef dyadic_order, bool return_grid, const c10::optional<at::Tensor>& grid,
+    int64_t n_jobs) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("sigkernel::goursat_linear_backward", "")
+                       .typed<decltype(goursat_linear_backward)>();
+  return op.call(grad_output, dx, dy, dyadic_order, return_grid, grid, n_jobs);
+}
+
 #ifndef WITH_CUDA
 // A build without the CUDA sources still claims the CUDA key, to say so clearly instead of
 // torch's generic "could not run ... with arguments from the 'CUDA' backend".
@@ -49,11 +67,22 @@ at::Tensor goursat_backward_without_cuda(const at::Tensor&, const at::Tensor&, c
                                          bool, const c10::optional<at::Tensor>&, int64_t) {
   fail_without_cuda();
 }
+at::Tensor goursat_linear_without_cuda(const at::Tensor&, const at::Tensor&, c10::IntArrayRef, bool,
+                                       int64_t) {
+  fail_without_cuda();
+}
+std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_without_cuda(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::IntArrayRef, bool,
+    const c10::optional<at::Tensor>&, int64_t) {
+  fail_without_cuda();
+}
 }  // namespace
 
 TORCH_LIBRARY_IMPL(sigkernel, CUDA, m) {
   m.impl("goursat", &goursat_without_cuda);
   m.impl("goursat_backward", &goursat_backward_without_cuda);
+  m.impl("goursat_linear", &goursat_linear_without_cuda);
+  m.impl("goursat_linear_backward", &goursat_linear_backward_without_cuda);
 }
 #endif
 
@@ -69,6 +98,16 @@ TORCH_LIBRARY(sigkernel, m) {
   m.def(
       "goursat_backward(Tensor grad_output, Tensor increments, int[2] dyadic_order, "
       "bool return_grid=False, Tensor? grid=None, int n_jobs=1) -> Tensor");
+  // The same PDE for the linear static kernel, from path increments dx (B, m1, d) and
+  // dy (B, m2, d): increments[b, s, t] = <dx[b, s], dy[b, t]> are formed inside the solver
+  // and never materialised.
+  m.def(
+      "goursat_linear(Tensor dx, Tensor dy, int[2] dyadic_order, bool return_grid=False, "
+      "int n_jobs=1) -> Tensor");
+  // Its exact adjoint: (∂F/∂dx, ∂F/∂dy).
+  m.def(
+      "goursat_linear_backward(Tensor grad_output, Tensor dx, Tensor dy, int[2] dyadic_order, "
+      "bool return_grid=False, Tensor? grid=None, int n_jobs=1) -> (Tensor, Tensor)");
 }
 
 }  // namespace sigkernel

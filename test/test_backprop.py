@@ -163,18 +163,27 @@ def test_grid_derivatives_match_finite_differences(order):
         assert abs(fd - analytic) < 1e-7 * max(1.0, abs(analytic))
 
 
-def test_autograd_saves_no_refined_grid():
-    """The autograd graph of sig_kernel holds the increments only, never a (B, n1, n2) grid."""
-    x, y = _paths((4,), 9, 9)
-    x.requires_grad_()
+def _saved_shapes(fn) -> list:
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
-        k = tsk.sig_kernel(x, y, 3)
+        out = fn()
+    return out, saved
+
+
+def test_autograd_saves_no_refined_grid():
+    """sig_kernel's autograd graph never holds a (B, n1, n2) grid. The linear kernel keeps only the
+    coarse path increments (B, m, d), not even the (B, m1, m2) increment matrices; other kernels
+    keep those matrices (and their own intermediates)."""
+    x, y = _paths((4,), 9, 9)
+    x.requires_grad_()
     n = 8 * 2**3 + 1
+    k, saved = _saved_shapes(lambda: tsk.sig_kernel(x, y, 3))
     assert saved and all(shape[-2:] != (n, n) for shape in saved)
-    assert (4, 8, 8) in saved  # the increments
+    assert (4, 8, 2) in saved and all(shape[-2:] != (8, 8) for shape in saved)
     k.sum().backward()
     assert x.grad.shape == x.shape
+    k, saved = _saved_shapes(lambda: tsk.sig_kernel(x, y, 3, static_kernel=tsk.RBFKernel(0.5)))
+    assert (4, 8, 8) in saved and all(shape[-2:] != (n, n) for shape in saved)
 
 
 def test_float32_long_paths_stay_accurate():

@@ -26,6 +26,44 @@ def _goursat_fake(
     return increments.new_empty((batch,))
 
 
+def _check_backward_args(
+    grad_output: torch.Tensor,
+    inputs: torch.Tensor,
+    what: str,
+    batch,
+    n1,
+    n2,
+    return_grid: bool,
+    grid: Optional[torch.Tensor],
+) -> None:
+    torch._check(
+        grad_output.dtype == inputs.dtype,
+        lambda: f"sigkernel: grad_output must have the dtype of {what}",
+    )
+    torch._check(
+        grad_output.device == inputs.device,
+        lambda: f"sigkernel: grad_output must be on the device of {what} ({inputs.device}), got {grad_output.device}",
+    )
+    expected = (batch, n1, n2) if return_grid else (batch,)
+    torch._check(
+        tuple(grad_output.shape) == expected,
+        lambda: f"sigkernel: grad_output must have shape {expected}, got {tuple(grad_output.shape)}",
+    )
+    if grid is not None:
+        torch._check(
+            grid.dtype == inputs.dtype,
+            lambda: f"sigkernel: grid must have the dtype of {what} ({inputs.dtype}), got {grid.dtype}",
+        )
+        torch._check(
+            grid.device == inputs.device,
+            lambda: f"sigkernel: grid must be on the device of {what} ({inputs.device}), got {grid.device}",
+        )
+        torch._check(
+            tuple(grid.shape) == (batch, n1, n2),
+            lambda: f"sigkernel: grid must have shape {(batch, n1, n2)}, got {tuple(grid.shape)}",
+        )
+
+
 @torch.library.register_fake("sigkernel::goursat_backward")
 def _goursat_backward_fake(
     grad_output: torch.Tensor,
@@ -38,33 +76,50 @@ def _goursat_backward_fake(
     torch._check(increments.dim() == 3, lambda: "sigkernel: increments must have shape (batch, m1, m2)")
     batch, m1, m2 = increments.shape
     n1, n2 = _refined(m1, dyadic_order[0]), _refined(m2, dyadic_order[1])
-    torch._check(
-        grad_output.dtype == increments.dtype,
-        lambda: "sigkernel: grad_output must have the dtype of increments",
-    )
-    torch._check(
-        grad_output.device == increments.device,
-        lambda: (
-            f"sigkernel: grad_output must be on the device of increments ({increments.device}), "
-            f"got {grad_output.device}"
-        ),
-    )
-    expected = (batch, n1, n2) if return_grid else (batch,)
-    torch._check(
-        tuple(grad_output.shape) == expected,
-        lambda: f"sigkernel: grad_output must have shape {expected}, got {tuple(grad_output.shape)}",
-    )
-    if grid is not None:
-        torch._check(
-            grid.dtype == increments.dtype,
-            lambda: f"sigkernel: grid must have the dtype of increments ({increments.dtype}), got {grid.dtype}",
-        )
-        torch._check(
-            grid.device == increments.device,
-            lambda: f"sigkernel: grid must be on the device of increments ({increments.device}), got {grid.device}",
-        )
-        torch._check(
-            tuple(grid.shape) == (batch, n1, n2),
-            lambda: f"sigkernel: grid must have shape {(batch, n1, n2)}, got {tuple(grid.shape)}",
-        )
+    _check_backward_args(grad_output, increments, "increments", batch, n1, n2, return_grid, grid)
     return increments.new_empty(increments.shape)
+
+
+def _check_linear_factors(dx: torch.Tensor, dy: torch.Tensor) -> None:
+    torch._check(dx.dim() == 3, lambda: "sigkernel: dx must have shape (batch, m1, d)")
+    torch._check(dy.dim() == 3, lambda: "sigkernel: dy must have shape (batch, m2, d)")
+    torch._check(
+        dx.dtype in (torch.float32, torch.float64),
+        lambda: f"sigkernel: dx must be float32 or float64, got {dx.dtype}",
+    )
+    torch._check(dy.dtype == dx.dtype, lambda: f"sigkernel: dy must have the dtype of dx ({dx.dtype}), got {dy.dtype}")
+    torch._check(
+        dy.device == dx.device, lambda: f"sigkernel: dy must be on the device of dx ({dx.device}), got {dy.device}"
+    )
+    torch._check(
+        dx.shape[0] == dy.shape[0] and dx.shape[2] == dy.shape[2],
+        lambda: "sigkernel: dx (batch, m1, d) and dy (batch, m2, d) must agree in batch and d",
+    )
+
+
+@torch.library.register_fake("sigkernel::goursat_linear")
+def _goursat_linear_fake(
+    dx: torch.Tensor, dy: torch.Tensor, dyadic_order: Sequence[int], return_grid: bool = False, n_jobs: int = 1
+) -> torch.Tensor:
+    _check_linear_factors(dx, dy)
+    batch, m1, m2 = dx.shape[0], dx.shape[1], dy.shape[1]
+    if return_grid:
+        return dx.new_empty((batch, _refined(m1, dyadic_order[0]), _refined(m2, dyadic_order[1])))
+    return dx.new_empty((batch,))
+
+
+@torch.library.register_fake("sigkernel::goursat_linear_backward")
+def _goursat_linear_backward_fake(
+    grad_output: torch.Tensor,
+    dx: torch.Tensor,
+    dy: torch.Tensor,
+    dyadic_order: Sequence[int],
+    return_grid: bool = False,
+    grid: Optional[torch.Tensor] = None,
+    n_jobs: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_linear_factors(dx, dy)
+    batch, m1, m2 = dx.shape[0], dx.shape[1], dy.shape[1]
+    n1, n2 = _refined(m1, dyadic_order[0]), _refined(m2, dyadic_order[1])
+    _check_backward_args(grad_output, dx, "dx", batch, n1, n2, return_grid, grid)
+    return dx.new_empty(dx.shape), dy.new_empty(dy.shape)

@@ -54,6 +54,34 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return increments.to(x.dtype)
 
 
+def _linear_factors(
+    kernel: KernelLike, x: torch.Tensor, y: torch.Tensor
+) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """(dx, dy) with increments = dx @ dyᵀ for a bilinear StaticKernel (the default), else None."""
+    if kernel is None:
+        kernel = _DEFAULT_KERNEL
+    if not isinstance(kernel, StaticKernel):
+        return None
+    factors = kernel.linear_factors(x, y)
+    if factors is None:
+        return None
+    dx, dy = factors
+    expected = ((x.shape[0], x.shape[1] - 1), (y.shape[0], y.shape[1] - 1))
+    if (
+        not isinstance(dx, torch.Tensor)
+        or not isinstance(dy, torch.Tensor)
+        or dx.dim() != 3
+        or dy.dim() != 3
+        or (tuple(dx.shape[:2]), tuple(dy.shape[:2])) != expected
+        or dx.shape[2] != dy.shape[2]
+    ):
+        raise ValueError(
+            f"static_kernel.linear_factors must return tensors of shapes {expected[0] + ('d',)} and "
+            f"{expected[1] + ('d',)}"
+        )
+    return dx.to(x.dtype), dy.to(x.dtype)
+
+
 def _warn_if_nonfinite(values: torch.Tensor) -> None:
     if torch.compiler.is_compiling() or torch.jit.is_scripting() or values.device.type == "meta":
         return
@@ -101,6 +129,10 @@ class _Prepared:
 
     def solve(self, static_kernel: KernelLike, x: torch.Tensor, y: torch.Tensor, return_grid: bool) -> torch.Tensor:
         """k(x_b, y_b) (or grids) of transformed, flattened pairs (B, L, d)."""
+        factors = _linear_factors(static_kernel, x, y)
+        if factors is not None:
+            dx, dy = factors
+            return torch.ops.sigkernel.goursat_linear(dx, dy, list(self.orders), return_grid, self.n_jobs)
         increments = _increments(static_kernel, x, y)
         return torch.ops.sigkernel.goursat(increments, list(self.orders), return_grid, self.n_jobs)
 
@@ -205,14 +237,23 @@ def sig_kernel_backprop(
     with torch.enable_grad():
         x_in = path1.detach().requires_grad_(left_deriv)
         y_in = path2.detach().requires_grad_(right_deriv)
-        increments = _increments(static_kernel, prep.flat(x_in), prep.flat(y_in))
-    seed_shape = (prep.batch, prep.n1, prep.n2) if return_grid else (prep.batch,)
+        x_flat, y_flat = prep.flat(x_in), prep.flat(y_in)
+        factors = _linear_factors(static_kernel, x_flat, y_flat)
+        inputs = factors if factors is not None else (_increments(static_kernel, x_flat, y_flat),)
+    seed = derivs.reshape((prep.batch, prep.n1, prep.n2) if return_grid else (prep.batch,))
     grid = None if k_grid is None else k_grid.reshape(prep.batch, prep.n1, prep.n2)
-    increments_grad = torch.ops.sigkernel.goursat_backward(
-        derivs.reshape(seed_shape), increments.detach(), list(prep.orders), return_grid, grid, n_jobs
-    )
+    orders = list(prep.orders)
+    if factors is not None:
+        input_grads = torch.ops.sigkernel.goursat_linear_backward(
+            seed, factors[0].detach(), factors[1].detach(), orders, return_grid, grid, n_jobs
+        )
+    else:
+        increments = inputs[0].detach()
+        input_grads = (torch.ops.sigkernel.goursat_backward(seed, increments, orders, return_grid, grid, n_jobs),)
     wanted = [t for t, flag in ((x_in, left_deriv), (y_in, right_deriv)) if flag]
-    grads = list(torch.autograd.grad(increments, wanted, increments_grad, allow_unused=True))
+    # Only inputs on a path to a wanted gradient (e.g. not dy without right_deriv).
+    live = [(t, g) for t, g in zip(inputs, input_grads) if t.requires_grad]
+    grads = list(torch.autograd.grad([t for t, _ in live], wanted, [g for _, g in live], allow_unused=True))
     grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, wanted)]
     grad_x = grads.pop(0) if left_deriv else None
     grad_y = grads.pop(0) if right_deriv else None

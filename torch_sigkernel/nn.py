@@ -115,6 +115,9 @@ class _SigKernelBase(torch.nn.Module):
 
     def _solve(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """k(x_b, y_b) for transformed, flattened pairs (B, L, d)."""
+        factors = self.static_kernel.linear_factors(x, y)
+        if factors is not None:
+            return torch.ops.sigkernel.goursat_linear(factors[0], factors[1], self.dyadic_order, False, self.n_jobs)
         return torch.ops.sigkernel.goursat(self.static_kernel.increments(x, y), self.dyadic_order, False, self.n_jobs)
 
     def _gram(self, x: torch.Tensor, y: torch.Tensor, symmetric: bool) -> torch.Tensor:

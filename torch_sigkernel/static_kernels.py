@@ -21,7 +21,7 @@ distances are computed from coordinate differences, not as ‖a‖² + ‖b‖²
 
 import math
 import numbers
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -84,6 +84,13 @@ class StaticKernel(torch.nn.Module):
         """The increment matrices ``(B, L1 − 1, L2 − 1)`` fed to the PDE."""
         return double_difference(self(x, y))
 
+    @torch.jit.export
+    def linear_factors(self, x: torch.Tensor, y: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """``(dx (B, L1 − 1, d), dy (B, L2 − 1, d))`` with ``increments = dx @ dyᵀ`` if the kernel is
+        bilinear, else None. The PDE solver then forms the increments itself, tile by tile, and
+        never materialises (or saves) the ``(B, L1 − 1, L2 − 1)`` matrices."""
+        return None
+
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={_format_hyperparameter(getattr(self, name))}" for name in self._hyperparameter_names)
 
@@ -117,10 +124,14 @@ def _check_value(kernel: str, name: str, value: float, minimum: Optional[float],
 
 
 class LinearKernel(StaticKernel):
-    """κ(a, b) = <a, b>; increments are <x_{s+1} − x_s, y_{t+1} − y_t> (one batched matmul)."""
+    """κ(a, b) = <a, b>; increments are <x_{s+1} − x_s, y_{t+1} − y_t>, formed inside the solver."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.bmm(x, y.transpose(-1, -2))
+
+    @torch.jit.export
+    def linear_factors(self, x: torch.Tensor, y: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        return x.diff(dim=-2), y.diff(dim=-2)
 
     @torch.jit.export
     def increments(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -142,6 +153,11 @@ class ScaledLinearKernel(StaticKernel):
     def increments(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         scale = _as_tensor(self.scale, x)
         return torch.bmm(x.diff(dim=-2) * (scale * scale), y.diff(dim=-2).transpose(-1, -2))
+
+    @torch.jit.export
+    def linear_factors(self, x: torch.Tensor, y: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        scale = _as_tensor(self.scale, x)
+        return x.diff(dim=-2) * (scale * scale), y.diff(dim=-2)
 
 
 class RBFKernel(StaticKernel):

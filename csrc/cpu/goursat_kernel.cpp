@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -95,12 +96,149 @@ at::Tensor goursat_backward_cpu(const at::Tensor& grad_output, const at::Tensor&
   return grad;
 }
 
+// ---------------------------------------------------------------- linear kernel
+// goursat_linear: increments[b, s, t] = <dx[b, s], dy[b, t]> formed by the lane kernels one
+// coarse row at a time (never materialised, never saved). Where packing dy per lane block would
+// take too much scratch, the increments are materialised instead, by the same sums in the
+// same order, and the ordinary kernels run: both routes give bit-identical results.
+constexpr int64_t kLinearPackBytes = int64_t(8) << 20;
+
+bool linear_in_kernel(const GoursatShape& s, int64_t dim, int64_t element_size) {
+  // SIGKERNEL_LINEAR=materialise forces the other route (tests check both agree bit for bit).
+  static const bool forced_off = [] {
+    const char* mode = std::getenv("SIGKERNEL_LINEAR");
+    return mode != nullptr && std::string(mode) == "materialise";
+  }();
+  if (forced_off) return false;
+  // The widest lane block (4 vectors) packs min(m1, m2)·d factors and their gradients.
+  const int64_t lanes = 4 * 32 / element_size;
+  return 2 * std::min(s.m1, s.m2) * dim * lanes * element_size <= kLinearPackBytes;
+}
+
+// increments[b, s, t] = Σ_k dx[b, s, k]·dy[b, t, k], k ascending from the first product: the
+// sums of load_coeff_row's linear mode.
+template <typename T>
+void materialise_linear_increments(const at::Tensor& dx, const at::Tensor& dy, at::Tensor& out,
+                                   int64_t threads) {
+  const View3<const T> a = const_view_of<T>(dx), b = const_view_of<T>(dy);
+  const View3<T> o = view_of<T>(out);
+  const int64_t m1 = dx.size(1), m2 = dy.size(1), d = dx.size(2);
+  at::parallel_for(0, dx.size(0), (dx.size(0) + threads - 1) / threads,
+                   [&](int64_t lo, int64_t hi) {
+                     for (int64_t p = lo; p < hi; ++p)
+                       for (int64_t s = 0; s < m1; ++s)
+                         for (int64_t t = 0; t < m2; ++t) {
+                           const T* u = a.data + p * a.sb + s * a.sr;
+                           const T* v = b.data + p * b.sb + t * b.sr;
+                           T acc = d > 0 ? u[0] * v[0] : T(0);
+                           for (int64_t k = 1; k < d; ++k) acc = acc + u[k * a.sc] * v[k * b.sc];
+                           o.data[p * o.sb + s * o.sr + t * o.sc] = acc;
+                         }
+                   });
+}
+
+// ∂F/∂dx, ∂F/∂dy from ∂F/∂increments g (B, m1, m2), with the sums of flush_increment_grads:
+// in the solving orientation, the row side's gradient sums over columns ascending, and the
+// column side's over rows descending, each from 0.
+template <typename T>
+void linear_grads_from_increment_grads(const at::Tensor& g, const at::Tensor& dx,
+                                       const at::Tensor& dy, bool is_transposed,
+                                       at::Tensor& dx_grad, at::Tensor& dy_grad, int64_t threads) {
+  // Row side (u, gradient gu, indexed by s) and column side (v, gv, indexed by t).
+  const View3<const T> g0 = const_view_of<T>(g);
+  const View3<const T> gs = is_transposed ? transposed(g0) : g0;
+  const View3<const T> u = const_view_of<T>(is_transposed ? dy : dx);
+  const View3<const T> v = const_view_of<T>(is_transposed ? dx : dy);
+  const View3<T> gu = view_of<T>(is_transposed ? dy_grad : dx_grad);
+  const View3<T> gv = view_of<T>(is_transposed ? dx_grad : dy_grad);
+  const int64_t rows = is_transposed ? dy.size(1) : dx.size(1);
+  const int64_t cols = is_transposed ? dx.size(1) : dy.size(1);
+  const int64_t d = dx.size(2);
+  at::parallel_for(0, g.size(0), (g.size(0) + threads - 1) / threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t p = lo; p < hi; ++p) {
+      for (int64_t s = 0; s < rows; ++s)
+        for (int64_t k = 0; k < d; ++k) {
+          T acc = T(0);
+          for (int64_t t = 0; t < cols; ++t)
+            acc = acc + gs.data[p * gs.sb + s * gs.sr + t * gs.sc] *
+                            v.data[p * v.sb + t * v.sr + k * v.sc];
+          gu.data[p * gu.sb + s * gu.sr + k * gu.sc] = acc;
+        }
+      for (int64_t t = 0; t < cols; ++t)
+        for (int64_t k = 0; k < d; ++k) {
+          T acc = T(0);
+          for (int64_t s = rows - 1; s >= 0; --s)
+            acc = acc + gs.data[p * gs.sb + s * gs.sr + t * gs.sc] *
+                            u.data[p * u.sb + s * u.sr + k * u.sc];
+          gv.data[p * gv.sb + t * gv.sr + k * gv.sc] = acc;
+        }
+    }
+  });
+}
+
+at::Tensor goursat_linear_cpu(const at::Tensor& dx, const at::Tensor& dy,
+                              c10::IntArrayRef dyadic_order, bool return_grid, int64_t n_jobs) {
+  const GoursatShape s = check_goursat_linear_args(dx, dy, dyadic_order, return_grid);
+  const int64_t threads = resolve_num_threads(n_jobs);
+  if (!linear_in_kernel(s, dx.size(2), dx.element_size())) {
+    at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
+    AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear", [&] {
+      materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
+    });
+    return goursat_cpu(increments, dyadic_order, return_grid, n_jobs);
+  }
+  at::Tensor out = return_grid ? at::empty({s.batch, s.n1, s.n2}, dx.options())
+                               : at::empty({s.batch}, dx.options());
+  if (s.batch == 0) return out;
+  // No cells, or d = 0 (all increments 0, and empty factors may have no data pointer).
+  if (s.m1 == 0 || s.m2 == 0 || dx.size(2) == 0) return out.fill_(1);
+  AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear", [&] {
+    run_blocks(forward_problem<scalar_t>(s, dx, return_grid, out, dy), threads,
+               /*backward=*/false);
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& dx, const at::Tensor& dy,
+    c10::IntArrayRef dyadic_order, bool return_grid, const c10::optional<at::Tensor>& grid,
+    int64_t n_jobs) {
+  const GoursatShape s = check_goursat_linear_args(dx, dy, dyadic_order, return_grid);
+  check_goursat_backward_args(grad_output, dx, grid, s, return_grid, "dx");
+  const int64_t threads = resolve_num_threads(n_jobs);
+  at::Tensor dx_grad = at::empty(dx.sizes(), dx.options());
+  at::Tensor dy_grad = at::empty(dy.sizes(), dy.options());
+  if (s.batch == 0) return {dx_grad, dy_grad};
+  if (s.m1 == 0 || s.m2 == 0 || dx.size(2) == 0) return {dx_grad.zero_(), dy_grad.zero_()};
+  if (!linear_in_kernel(s, dx.size(2), dx.element_size())) {
+    at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
+    AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
+      materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
+    });
+    const at::Tensor g =
+        goursat_backward_cpu(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
+    const bool transposed = backward_is_transposed(s, return_grid, grid.has_value());
+    AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
+      linear_grads_from_increment_grads<scalar_t>(g, dx, dy, transposed, dx_grad, dy_grad, threads);
+    });
+    return {dx_grad, dy_grad};
+  }
+  const at::Tensor seed = return_grid ? grad_output : grad_output.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
+    run_blocks(backward_problem<scalar_t>(s, dx, return_grid, seed, grid, dx_grad, dy, dy_grad),
+               threads, /*backward=*/true);
+  });
+  return {dx_grad, dy_grad};
+}
+
 }  // namespace
 }  // namespace cpu
 
 TORCH_LIBRARY_IMPL(sigkernel, CPU, m) {
   m.impl("goursat", &cpu::goursat_cpu);
   m.impl("goursat_backward", &cpu::goursat_backward_cpu);
+  m.impl("goursat_linear", &cpu::goursat_linear_cpu);
+  m.impl("goursat_linear_backward", &cpu::goursat_linear_backward_cpu);
 }
 
 }  // namespace sigkernel
