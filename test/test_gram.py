@@ -83,6 +83,48 @@ def test_max_batch_changes_nothing(max_batch):
     assert rel_err(sig_kernel_gram(x, x, 1, max_batch=max_batch), sig_kernel_gram(x, x, 1)) < 1e-15
 
 
+@pytest.mark.parametrize("kernel", [None, tsk.RBFKernel(0.5)], ids=["linear", "rbf"])
+def test_memory_budget_chunks_pairs_without_changing_results(kernel, monkeypatch):
+    """A budget of ~3 pairs solves the Gram in ceil(pairs / 3) chunks (non-linear kernels with
+    gradients are checkpointed): values equal the single solve bit for bit; gradients to
+    rounding (each path's gradient sums over its pairs in another grouping)."""
+    import torch_sigkernel.gram as gram_module
+
+    x, y = _samples()
+    x, y = x.clone().requires_grad_(), y.clone().requires_grad_()
+    whole = sig_kernel_gram(x, y, 1, static_kernel=kernel)
+    (gx, gy) = torch.autograd.grad(whole.square().sum(), (x, y))
+    linear = kernel is None
+    per_pair = gram_module.pair_workspace_bytes(x, y, linear, grad=True)
+    calls = []
+    solve_chunk = gram_module._solve_chunk
+    monkeypatch.setattr(gram_module, "_solve_chunk", lambda *a: calls.append(a[4].numel()) or solve_chunk(*a))
+    chunked = sig_kernel_gram(x, y, 1, static_kernel=kernel, memory_budget=3 * per_pair + 1)
+    pairs = x.shape[0] * y.shape[0]
+    assert calls[: (pairs + 2) // 3] == [3] * (pairs // 3) + ([pairs % 3] if pairs % 3 else [])
+    assert torch.equal(chunked, whole)
+    (cx, cy) = torch.autograd.grad(chunked.square().sum(), (x, y))
+    assert rel_err(cx, gx) < 1e-14 and rel_err(cy, gy) < 1e-14
+    if not linear:  # the checkpointed chunks were solved again in the backward
+        assert len(calls) == 2 * ((pairs + 2) // 3)
+    with torch.no_grad():  # no gradients: half the bytes per pair, so twice the pairs per chunk
+        calls.clear()
+        assert torch.equal(sig_kernel_gram(x, y, 1, static_kernel=kernel, memory_budget=3 * per_pair + 1), whole)
+        assert calls[0] == 6
+
+
+def test_default_budget_solves_small_grams_at_once(monkeypatch):
+    import torch_sigkernel.gram as gram_module
+
+    x, y = _samples()
+    calls = []
+    solve_chunk = gram_module._solve_chunk
+    monkeypatch.setattr(gram_module, "_solve_chunk", lambda *a: calls.append(1) or solve_chunk(*a))
+    sig_kernel_gram(x, y, 1)
+    assert calls == []  # one direct solve, no chunk loop
+    assert gram_module.DEFAULT_MEMORY_BUDGET == 1 << 30
+
+
 def test_batch_shapes():
     x = torch.randn(2, 3, 6, 2, dtype=torch.float64) * 0.3
     y = torch.randn(4, 5, 2, dtype=torch.float64) * 0.3
@@ -196,6 +238,9 @@ def test_numpy_in_numpy_out():
         (lambda x, y: sig_kernel_gram(x, y, 1, max_batch=0), ValueError, "max_batch"),
         (lambda x, y: sig_kernel_gram(x, y, 1, max_batch=-2), ValueError, "max_batch"),
         (lambda x, y: sig_kernel_gram(x, y, 1, max_batch=1.0), TypeError, "max_batch"),
+        (lambda x, y: sig_kernel_gram(x, y, 1, memory_budget=0), ValueError, "memory_budget must be a positive"),
+        (lambda x, y: sig_kernel_gram(x, y, 1, memory_budget=1e9), TypeError, "memory_budget must be an int"),
+        (lambda x, y: sig_mmd(x, y, 1, memory_budget=-5), ValueError, "memory_budget"),
         (lambda x, y: sig_kernel_gram(x, y[..., :1], 1), ValueError, "dimension"),
         (lambda x, y: sig_kernel_gram(x, y.float(), 1), TypeError, "dtype"),
         (lambda x, y: sig_kernel_gram(x, y, 1, normalize=True, return_grid=True), ValueError, "normalize"),

@@ -1,8 +1,9 @@
 """Gram matrices of signature kernels: every path of one batch against every path of another.
 
 Pairs are solved by the same ops as :func:`sig_kernel` (autograd included), a chunk of pairs at
-a time. When both arguments are the same tensor and the dyadic orders are equal, only one
-triangle (the diagonal and the pairs i < j) is solved and mirrored.
+a time: as many as fit a workspace budget (1 GiB by default), so a Gram of any size runs in
+bounded memory. When both arguments are the same tensor and the dyadic orders are equal, only
+one triangle (the diagonal and the pairs i < j) is solved and mirrored.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 import torch
+import torch.utils.checkpoint
 
 from . import _validation as V
 from ._numpy import numpy_adapter
-from .functional import KernelLike, _Prepared, _warn_if_nonfinite
+from .functional import KernelLike, _linear_factors, _Prepared, _warn_if_nonfinite
+
+#: Workspace of one sig_kernel_gram call when ``memory_budget`` is not given, in bytes.
+DEFAULT_MEMORY_BUDGET = 1 << 30
 
 
 def check_max_batch(max_batch: object) -> None:
@@ -21,6 +26,32 @@ def check_max_batch(max_batch: object) -> None:
         raise TypeError(f"max_batch must be an int, got {type(max_batch).__name__}")
     if max_batch == 0 or max_batch < -1:
         raise ValueError(f"max_batch must be -1 (no limit) or a positive int, got {max_batch}")
+
+
+def check_memory_budget(memory_budget: object) -> int:
+    """The budget in bytes (``None``: :data:`DEFAULT_MEMORY_BUDGET`)."""
+    if memory_budget is None:
+        return DEFAULT_MEMORY_BUDGET
+    if type(memory_budget) is not int:
+        raise TypeError(f"memory_budget must be an int (bytes) or None, got {type(memory_budget).__name__}")
+    if memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+    return memory_budget
+
+
+def pair_workspace_bytes(x: torch.Tensor, y: torch.Tensor, linear: bool, grad: bool) -> int:
+    """Bytes one pair of transformed paths x (L1, d), y (L2, d) takes while its chunk is solved:
+    its copies of the two paths, then the linear kernel's path increments, or another kernel's
+    (L1, L2) values, temporaries and (L1 − 1, L2 − 1) increments; twice that with gradients
+    (what the backward holds). The solver's own scratch is per thread, not per pair."""
+    item = x.element_size()
+    length1, length2, dim = x.shape[-2], y.shape[-2], x.shape[-1]
+    copies = (length1 + length2) * dim * item
+    if linear:
+        work = (length1 + length2) * dim * item
+    else:
+        work = (4 * length1 * length2 + max(length1 - 1, 0) * max(length2 - 1, 0)) * item
+    return (copies + work) * (2 if grad else 1)
 
 
 def _strict_upper_triangle(n: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -63,6 +94,26 @@ def assemble_gram(
     return gram
 
 
+def _has_grad_parameters(static_kernel: KernelLike) -> bool:
+    if not isinstance(static_kernel, torch.nn.Module):
+        return False
+    return any(p.requires_grad for p in static_kernel.parameters()) or any(
+        b.requires_grad for b in static_kernel.buffers()
+    )
+
+
+def _solve_chunk(
+    prep: _Prepared,
+    static_kernel: KernelLike,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    return_grid: bool,
+) -> torch.Tensor:
+    return prep.solve(static_kernel, x[rows], y[cols], return_grid)
+
+
 @numpy_adapter(["path1", "path2"])
 def sig_kernel_gram(
     path1: torch.Tensor,
@@ -75,6 +126,7 @@ def sig_kernel_gram(
     end_time: float = 1.0,
     n_jobs: int = 1,
     max_batch: int = -1,
+    memory_budget: Optional[int] = None,
     return_grid: bool = False,
     normalize: bool = False,
 ) -> torch.Tensor:
@@ -85,8 +137,13 @@ def sig_kernel_gram(
         path2: ``(*B2, L2, d)``: same dtype, device and dimension; any batch shape.
         dyadic_order, static_kernel, time_aug, lead_lag, end_time, n_jobs: as in
             :func:`sig_kernel`.
-        max_batch: solve at most ``max_batch**2`` pairs at once (bounds the increment
-            workspace); -1 solves all pairs together. Results do not depend on it.
+        max_batch: solve at most ``max_batch**2`` pairs at once; -1 (default) sizes the
+            chunks by ``memory_budget`` instead. Results do not depend on either.
+        memory_budget: bytes of workspace (path copies, increments, autograd state) the
+            pairs solved at once may take; ``None`` means :data:`DEFAULT_MEMORY_BUDGET`
+            (1 GiB). Chunks of a non-linear static kernel that need gradients are
+            checkpointed (recomputed in the backward), so the bound holds for training too.
+            Under ``torch.compile`` all pairs are solved at once unless ``max_batch`` is set.
         return_grid: return the refined PDE grid of every pair, ``B1 + B2 + (n1, n2)``.
         normalize: k(x, y) / sqrt(k(x, x) k(y, y)) (not with ``return_grid``).
 
@@ -102,6 +159,7 @@ def sig_kernel_gram(
     """
     prep = _Prepared(path1, path2, dyadic_order, time_aug, lead_lag, end_time, n_jobs, return_grid, gram=True)
     check_max_batch(max_batch)
+    budget = check_memory_budget(memory_budget)
     V.check_bool(normalize, "normalize")
     if normalize and return_grid:
         raise ValueError("normalize=True cannot be combined with return_grid=True")
@@ -112,14 +170,31 @@ def sig_kernel_gram(
     count1, count2 = x.shape[0], y.shape[0]
 
     rows, cols, n_upper = pair_indices(count1, count2, symmetric, path1.device)
-    if max_batch == -1:  # one solve: no loop over a shape-dependent count (no recompiles)
+    n_pairs = rows.shape[0]
+    grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or _has_grad_parameters(static_kernel))
+    linear = _linear_factors(static_kernel, x[:0], y[:0]) is not None
+    if max_batch != -1:
+        chunk = max_batch * max_batch
+    elif torch.compiler.is_compiling():
+        chunk = n_pairs  # one solve: no loop over a shape-dependent count (no recompiles)
+    else:
+        chunk = max(1, budget // pair_workspace_bytes(x, y, linear, grad))
+    if chunk >= n_pairs:
         solved = prep.solve(static_kernel, x[rows], y[cols], return_grid)
     else:
-        chunk = max_batch * max_batch
+        # Non-linear kernels keep (L1, L2)-sized autograd state per pair: recompute it per chunk.
+        checkpointed = grad and not linear and not torch.compiler.is_compiling()
         values = []
-        for start in range(0, max(rows.shape[0], 1), chunk):  # one (empty) chunk for an empty Gram
+        for start in range(0, n_pairs, chunk):
             i, j = rows[start : start + chunk], cols[start : start + chunk]
-            values.append(prep.solve(static_kernel, x[i], y[j], return_grid))
+            if checkpointed:
+                values.append(
+                    torch.utils.checkpoint.checkpoint(
+                        _solve_chunk, prep, static_kernel, x, y, i, j, return_grid, use_reentrant=False
+                    )
+                )
+            else:
+                values.append(_solve_chunk(prep, static_kernel, x, y, i, j, return_grid))
         solved = torch.cat(values)
     gram = assemble_gram(solved, rows, cols, n_upper, count1, count2)
 
@@ -147,6 +222,7 @@ def sig_kernel_gram_backprop(
     right_deriv: bool = False,
     n_jobs: int = 1,
     max_batch: int = -1,
+    memory_budget: Optional[int] = None,
     return_grid: bool = False,
 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Gradients of F w.r.t. both batches from ``derivs = ∂F/∂Gram`` (shape ``B1 + B2``, or the
@@ -171,7 +247,8 @@ def sig_kernel_gram_backprop(
         y = path2.detach().requires_grad_(right_deriv)
         gram = sig_kernel_gram(
             x, y, dyadic_order, static_kernel=static_kernel, time_aug=time_aug, lead_lag=lead_lag,
-            end_time=end_time, n_jobs=n_jobs, max_batch=max_batch, return_grid=return_grid,
+            end_time=end_time, n_jobs=n_jobs, max_batch=max_batch, memory_budget=memory_budget,
+            return_grid=return_grid,
         )  # fmt: skip
     V.check_derivs_shape(derivs, tuple(gram.shape), return_grid)
     wanted = [t for t, flag in ((x, left_deriv), (y, right_deriv)) if flag]

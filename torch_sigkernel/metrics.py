@@ -7,6 +7,7 @@ serve as training losses for generative models of paths.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -42,6 +43,7 @@ def sig_mmd(
     end_time: float = 1.0,
     n_jobs: int = 1,
     max_batch: int = -1,
+    memory_budget: Optional[int] = None,
 ) -> torch.Tensor:
     """Unbiased MMD² between the laws of two samples of paths (0-d tensor):
 
@@ -61,7 +63,7 @@ def sig_mmd(
     n = _sample_size(sample2, "sample2")
     options = dict(
         static_kernel=static_kernel, time_aug=time_aug, lead_lag=lead_lag, end_time=end_time,
-        n_jobs=n_jobs, max_batch=max_batch,
+        n_jobs=n_jobs, max_batch=max_batch, memory_budget=memory_budget,
     )  # fmt: skip
     x = sample1.reshape((m,) + tuple(sample1.shape[-2:]))
     y = sample2.reshape((n,) + tuple(sample2.shape[-2:]))
@@ -90,6 +92,7 @@ def sig_score(
     end_time: float = 1.0,
     n_jobs: int = 1,
     max_batch: int = -1,
+    memory_budget: Optional[int] = None,
 ) -> torch.Tensor:
     """Signature kernel score of a sample against each observed path y (a proper scoring rule):
 
@@ -112,7 +115,7 @@ def sig_score(
     V.check_path(y, "y")
     options = dict(
         static_kernel=static_kernel, time_aug=time_aug, lead_lag=lead_lag, end_time=end_time,
-        n_jobs=n_jobs, max_batch=max_batch,
+        n_jobs=n_jobs, max_batch=max_batch, memory_budget=memory_budget,
     )  # fmt: skip
     x = sample.reshape((m,) + tuple(sample.shape[-2:]))
     k_xx = sig_kernel_gram(x, x, dyadic_order, **options)
@@ -133,6 +136,7 @@ def expected_sig_score(
     end_time: float = 1.0,
     n_jobs: int = 1,
     max_batch: int = -1,
+    memory_budget: Optional[int] = None,
 ) -> torch.Tensor:
     """Mean of :func:`sig_score` of ``sample1`` over the paths of ``sample2`` (0-d tensor).
 
@@ -145,5 +149,5 @@ def expected_sig_score(
     V.check_path(sample2, "sample2")
     return sig_score(
         sample1, sample2, dyadic_order, lam=lam, static_kernel=static_kernel, time_aug=time_aug,
-        lead_lag=lead_lag, end_time=end_time, n_jobs=n_jobs, max_batch=max_batch,
+        lead_lag=lead_lag, end_time=end_time, n_jobs=n_jobs, max_batch=max_batch, memory_budget=memory_budget,
     ).mean()  # fmt: skip
