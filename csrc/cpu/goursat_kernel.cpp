@@ -40,12 +40,13 @@ bool use_avx2() {
 
 // Runs every lane block of `pr` over `threads` threads. Lane width: 1, 2 or 4 SIMD
 // vectors per block (more independent chains per row), but enough blocks to occupy every
-// thread; float64 stops at 2 vectors (a 4-vector float64 row state spills registers).
+// thread; the forward stops at 2 float64 vectors (a 4-vector float64 row state spills
+// registers), the backward at 1 (its row state is ten packs, plus temporaries).
 template <typename T>
 void run_blocks(const Problem<T>& pr, int64_t threads, bool backward) {
   if (pr.batch == 0) return;
   constexpr int kPer = lanes_per_vector<T>();
-  const int max_vectors = sizeof(T) == 8 ? 2 : 4;
+  const int max_vectors = backward ? 1 : (sizeof(T) == 8 ? 2 : 4);
   const int64_t per_thread = (pr.batch + threads - 1) / threads;
   int vectors = 1;
   while (vectors < max_vectors && vectors * kPer < per_thread) vectors *= 2;
