@@ -38,7 +38,8 @@ def _assert_close(cuda_result, cpu_result, dtype):
 
 
 def test_every_op_has_a_cuda_kernel():
-    for op in ("sigkernel::goursat", "sigkernel::goursat_backward"):
+    ops = ("goursat", "goursat_backward", "goursat_linear", "goursat_linear_backward")
+    for op in (f"sigkernel::{name}" for name in ops):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), (
             f"{op} has no CUDA kernel: torch_sigkernel was built without CUDA "
             "(rebuild with a CUDA toolkit, or FORCE_CUDA=1)"
@@ -112,6 +113,28 @@ def test_gradcheck_of_the_ops_on_cuda():
     increments = (torch.randn(2, 3, 4, dtype=torch.float64, device="cuda") * 0.5).requires_grad_()
     assert torch.autograd.gradcheck(lambda g: goursat(g, [1, 2], False, 1), (increments,))
     assert torch.autograd.gradcheck(lambda g: goursat(g, [2, 0], True, 1), (increments,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("return_grid", [False, True])
+@pytest.mark.parametrize("shape", [(3, 4, 6, 2), (5, 7, 3, 1), (0, 3, 3, 2), (2, 0, 4, 2)])
+def test_linear_op_matches_cpu(shape, return_grid, dtype):
+    """goursat_linear (increments <dx_s, dy_t> by bmm on the GPU) against the CPU's in-kernel
+    sums, to rounding (the two form the dot products in different orders); and opcheck."""
+    batch, m1, m2, d = shape
+    dx = torch.randn(batch, m1, d, dtype=dtype) * 0.4
+    dy = torch.randn(batch, m2, d, dtype=dtype) * 0.4
+    order = [1, 2]
+    lin, back = torch.ops.sigkernel.goursat_linear, torch.ops.sigkernel.goursat_linear_backward
+    out_cpu = lin(dx, dy, order, return_grid, 1)
+    _assert_close(lin(*_on_cuda(dx, dy), order, return_grid, 1), out_cpu, dtype)
+    seed = torch.randn_like(out_cpu)
+    for cuda_grad, cpu_grad in zip(
+        back(*_on_cuda(seed, dx, dy), order, return_grid, None, 1), back(seed, dx, dy, order, return_grid, None, 1)
+    ):
+        _assert_close(cuda_grad, cpu_grad, dtype)
+    dxc, dyc = (t.requires_grad_() for t in _on_cuda(dx, dy))
+    opcheck(lin.default, (dxc, dyc, order, return_grid, 1))
 
 
 def test_non_contiguous_increments_and_seeds_on_cuda():
