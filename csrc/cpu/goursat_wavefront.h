@@ -1,0 +1,72 @@
+// Data shared by the wavefront driver (goursat_wavefront.cpp) and its per-ISA kernels
+// (goursat_wavefront.inc). Plain aggregates and declarations only, like goursat_cpu.h.
+//
+// The wavefront splits ONE pair over threads and SIMD lanes. In the solving orientation
+// (rows of length n2), the cell columns are cut into `chunks` chunks (one per thread), each
+// into `width` lanes of `lane_cols` coarse columns (S = lane_cols·2^λ2 refined columns).
+// A chunk sweeps "steps": at step r, lane w computes the refined cell row r − w·skew
+// (skew = 2^λ1, so every lane switches coarse rows at the same step), taking its left
+// boundary node from lane w−1's last node of `skew` steps before; all lanes of a step run
+// as one SIMD pack, so every node is the same cell_update of the same operands as in the
+// lane blocks. Chunk c takes the K column on its left edge from chunk c−1 (and, in the
+// adjoint, the K̄ column right of its right edge from chunk c+1) through `WaveShared`,
+// waiting on progress counters.
+#pragma once
+
+#include <cstdint>
+
+#include "../goursat_problem.h"
+
+namespace sigkernel {
+namespace cpu {
+
+struct WavePlan {
+  int width;          // W: lanes per chunk (a multiple of the SIMD vector)
+  int64_t chunks;     // C
+  int64_t lane_cols;  // coarse columns per lane (lanes past m2 are padding)
+  int64_t skew;       // 2^λ1
+  int64_t steps;      // forward op: n1 − 1 + (W−1)·skew; backward: n1 + (W−1)·skew
+  int64_t block;      // backward: steps per recomputed block of K rows
+  int64_t n_blocks;   // backward: blocks (1: the chunk's whole skewed grid is kept)
+  int64_t publish;    // progress is published every `publish` steps
+};
+
+// Progress counters live kCounterStride int64s apart (one cache line each).
+constexpr int64_t kWaveCounterStride = 8;
+
+template <typename T>
+struct WaveShared {
+  // [pair of the group][chunk][n1]: K on the left edge column of each chunk ≥ 1 (written by
+  // chunk c−1), and K̄ on the first column owned by each chunk ≥ 1 (written by chunk c).
+  T* k_cols;
+  T* adj_cols;
+  // [chunk · kWaveCounterStride]: rows of k_cols[c] / adj_cols[c] available, plus
+  // (pair − pair0)·(n1 + 1); read with acquire, written with release.
+  int64_t* k_done;
+  int64_t* adj_done;
+  int64_t pair0;  // first pair of the group run by this parallel region
+};
+
+// Blocks until *counter >= target (spinning, then yielding); returns the value seen.
+// Defined once, in goursat_wavefront.cpp.
+int64_t wave_wait(const int64_t* counter, int64_t target);
+
+// Per-ISA entry points (goursat_lanes_<isa>.cpp). wave_forward sweeps chunk `chunk` of pair
+// `pair` (the forward op; with `backward`, the backward's first pass, keeping K in
+// `scratch`); wave_adjoint then runs the adjoint of that chunk from the same scratch.
+#define SIGKERNEL_DECLARE_WAVE_ENTRY(isa, T)                                             \
+  namespace isa {                                                                        \
+  void wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
+                    bool backward, int64_t chunk, int64_t pair, T* scratch);             \
+  void wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
+                    int64_t chunk, int64_t pair, T* scratch);                            \
+  int64_t wave_scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward); \
+  }
+SIGKERNEL_DECLARE_WAVE_ENTRY(generic, double)
+SIGKERNEL_DECLARE_WAVE_ENTRY(generic, float)
+SIGKERNEL_DECLARE_WAVE_ENTRY(avx2, double)
+SIGKERNEL_DECLARE_WAVE_ENTRY(avx2, float)
+#undef SIGKERNEL_DECLARE_WAVE_ENTRY
+
+}  // namespace cpu
+}  // namespace sigkernel
