@@ -1,13 +1,14 @@
 // Parallelism inside a pair: the driver of the wavefront kernels (goursat_wavefront.inc, the
 // split is described in goursat_wavefront.h). Chooses whether a call takes this path, plans the
-// split, allocates the shared column buffers and per-chunk scratch, and runs the chunks with
-// at::parallel_for.
+// split, allocates the shared column buffers and per-chunk scratch, and schedules the tiles.
 //
-// Deadlock freedom: at::parallel_for hands each thread a contiguous, ascending range of task
-// indices, and a task only ever waits on tasks of lower index (forward: chunk c on chunk c−1,
-// tasks ordered by chunk; adjoint: chunk c on chunk c+1, tasks ordered by decreasing chunk).
-// So the lowest unfinished task never waits, whatever the number of threads that actually
-// run (one thread running every task in order included).
+// Scheduling: each chunk's sweep is a chain of tiles (runs of steps) that must run in order;
+// a tile may start once the neighbouring chunk it reads from has published far enough, and
+// then never waits. Every thread repeatedly claims the ready tile that is furthest behind, on
+// any chunk (work conserving: with more chunks than threads, a thread preempted in the middle
+// of a tile stalls only the chunks downstream of it, the others keep every thread busy). No
+// thread ever waits for a specific other thread to start, so there is no deadlock whatever
+// number of threads actually runs (one thread alone runs every tile).
 #include "goursat_wavefront.h"
 
 #include <ATen/Parallel.h>
@@ -15,7 +16,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,22 +24,6 @@
 
 namespace sigkernel {
 namespace cpu {
-
-int64_t wave_wait(const int64_t* counter, int64_t target) {
-  int64_t seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
-  for (int spin = 0; seen < target; ++spin) {
-    if (spin < 256) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    } else {
-      sched_yield();  // the other thread may share this core with other work
-    }
-    seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
-  }
-  return seen;
-}
-
 namespace {
 
 // SIGKERNEL_CPU_WAVEFRONT=off never takes the path, =force always does (tests); unset: auto.
@@ -59,18 +43,22 @@ int64_t env_int(const char* name, int64_t fallback) {
   return v ? std::atoll(v) : fallback;
 }
 
-// Beyond this, the backward keeps K rows in recomputed blocks from checkpoints.
-constexpr int64_t kKeepBytes = int64_t(32) << 20;
+// Budget of one chunk's K checkpoints (the backward); the recomputed block of K rows itself is
+// sized to stay in cache.
+constexpr int64_t kCheckpointBytes = int64_t(32) << 20;
+constexpr int64_t kBlockBytes = int64_t(256) << 10;
 
+// chunks_wanted: chunks to cut a pair into (each at least min_lane_cells refined columns per
+// lane, at least one coarse column).
 template <typename T>
-WavePlan make_plan(const Problem<T>& pr, int64_t threads, bool backward, int width,
+WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, int width,
                    int64_t min_lane_cells) {
   WavePlan p{};
   p.width = width;
   const int64_t W = width;
   const int64_t min_cols =
       std::max<int64_t>(1, (min_lane_cells + (int64_t(1) << pr.l2) - 1) >> pr.l2);
-  int64_t chunks = std::min<int64_t>(threads, std::max<int64_t>(1, pr.m2 / (W * min_cols)));
+  int64_t chunks = std::min<int64_t>(chunks_wanted, std::max<int64_t>(1, pr.m2 / (W * min_cols)));
   const int64_t lane_cols = (pr.m2 + chunks * W - 1) / (chunks * W);
   chunks = (pr.m2 + W * lane_cols - 1) / (W * lane_cols);
   p.chunks = chunks;
@@ -78,26 +66,21 @@ WavePlan make_plan(const Problem<T>& pr, int64_t threads, bool backward, int wid
   p.skew = int64_t(1) << pr.l1;
   p.steps = pr.n1 - 1 + (W - 1) * p.skew + (backward ? 1 : 0);
   const int64_t S = lane_cols << pr.l2;
-  const int64_t row_len = (S + 1) * W;
-  p.publish = std::min<int64_t>(64, std::max<int64_t>(1, 8192 / (S * W)));
-  p.publish = env_int("SIGKERNEL_WAVE_PUBLISH", p.publish);
-  p.block = p.steps;
-  p.n_blocks = 1;
-  if (backward && pr.grid_in.data == nullptr) {
-    const int64_t row_bytes = row_len * int64_t(sizeof(T));
-    const int64_t keep = env_int("SIGKERNEL_WAVE_KEEP", kKeepBytes);
-    if ((p.steps + 1) * row_bytes > keep) {
-      const int64_t cache = env_int("SIGKERNEL_WAVE_CACHE", int64_t(256) << 10);
-      int64_t block = std::max<int64_t>(1, cache / row_bytes - 1);
-      int64_t root = 1;
-      while (root * root < p.steps) ++root;
-      // Checkpoints (one slot and a ring each) must stay within the budget too.
-      const int64_t ck_bytes = (row_len + (p.skew + 1) * W) * int64_t(sizeof(T));
-      if ((p.steps + block - 1) / block * ck_bytes > kKeepBytes) block = std::max(block, root);
-      p.block = std::min(block, p.steps);
-      p.n_blocks = (p.steps + p.block - 1) / p.block;
-    }
+  const int64_t row_bytes = (S + 1) * W * int64_t(sizeof(T));
+  // Tiles: long enough to amortise claiming one (a few µs), short enough for the chunks
+  // downstream to follow closely.
+  p.tile = std::max<int64_t>(4, env_int("SIGKERNEL_WAVE_TILE_CELLS", int64_t(1) << 16) / (S * W));
+  p.tile = std::min(p.tile, p.steps);
+  int64_t block =
+      std::max<int64_t>(1, env_int("SIGKERNEL_WAVE_BLOCK_BYTES", kBlockBytes) / row_bytes - 1);
+  const int64_t ckpt_bytes = row_bytes + (p.skew + 1) * W * int64_t(sizeof(T));
+  if ((p.steps + block - 1) / block * ckpt_bytes > kCheckpointBytes) {
+    int64_t root = 1;
+    while (root * root < p.steps) ++root;
+    block = std::max(block, root);
   }
+  p.block = std::min(block, p.steps);
+  p.n_blocks = (p.steps + p.block - 1) / p.block;
   return p;
 }
 
@@ -105,19 +88,19 @@ template <typename T>
 struct WaveIsa {
   bool avx2;
   void forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, bool backward,
-               int64_t c, int64_t b, T* scratch) const {
+               int64_t c, int64_t b, int64_t r0, int64_t r1, T* scratch, int64_t* state) const {
     if (avx2) {
-      avx2::wave_forward(pr, plan, sh, backward, c, b, scratch);
+      avx2::wave_forward(pr, plan, sh, backward, c, b, r0, r1, scratch, state);
     } else {
-      generic::wave_forward(pr, plan, sh, backward, c, b, scratch);
+      generic::wave_forward(pr, plan, sh, backward, c, b, r0, r1, scratch, state);
     }
   }
   void adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, int64_t c,
-               int64_t b, T* scratch) const {
+               int64_t b, int64_t blk, T* scratch, int64_t* state) const {
     if (avx2) {
-      avx2::wave_adjoint(pr, plan, sh, c, b, scratch);
+      avx2::wave_adjoint(pr, plan, sh, c, b, blk, scratch, state);
     } else {
-      generic::wave_adjoint(pr, plan, sh, c, b, scratch);
+      generic::wave_adjoint(pr, plan, sh, c, b, blk, scratch, state);
     }
   }
   int64_t scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward) const {
@@ -126,6 +109,57 @@ struct WaveIsa {
   }
 };
 
+int64_t acquire(const int64_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+void pause_or_yield(int64_t& idle) {
+  if (++idle < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  } else {
+    sched_yield();  // nothing ready: let the thread we wait for have this core
+  }
+}
+
+// Runs tiles 0..n−1 of every chain c < C, each chain's in order, tile (c, k) once ready(c, k)
+// (monotone in the other chains' progress), on `workers` threads (see the file comment).
+template <typename Ready, typename Run>
+void run_tiles(int64_t C, int64_t n, int64_t workers, const Ready& ready, const Run& run) {
+  constexpr int64_t kS = kWaveCounterStride;
+  std::vector<int64_t> next(static_cast<size_t>(C * kS)), busy(static_cast<size_t>(C * kS));
+  int64_t remaining = C * n;
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    int64_t idle = 0;
+    while (acquire(&remaining) > 0) {
+      // The ready tile that is furthest behind (ties: the chain furthest downstream).
+      int64_t best = -1, best_k = n;
+      for (int64_t c = C - 1; c >= 0; --c) {
+        if (__atomic_load_n(&busy[c * kS], __ATOMIC_RELAXED)) continue;
+        const int64_t k = acquire(&next[c * kS]);
+        if (k < best_k && ready(c, k)) {
+          best = c;
+          best_k = k;
+        }
+      }
+      int64_t expected = 0;
+      if (best < 0 || !__atomic_compare_exchange_n(&busy[best * kS], &expected, 1, false,
+                                                   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        pause_or_yield(idle);
+        continue;
+      }
+      // Claimed: the chunk's next tile may have moved on meanwhile; run it if still ready.
+      const int64_t k = acquire(&next[best * kS]);
+      if (k < n && ready(best, k)) {
+        run(best, k);
+        __atomic_store_n(&next[best * kS], k + 1, __ATOMIC_RELEASE);
+        __atomic_fetch_sub(&remaining, 1, __ATOMIC_RELEASE);
+        idle = 0;
+      }
+      __atomic_store_n(&busy[best * kS], 0, __ATOMIC_RELEASE);
+    }
+  });
+}
+
 template <typename T>
 bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bool avx2) {
   const WaveMode mode = wave_mode();
@@ -133,48 +167,73 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   constexpr int kPer = lanes_per_vector<T>();
   const int width = int(env_int("SIGKERNEL_WAVE_VECTORS", 2)) * kPer;
   const bool force = mode == WaveMode::kForce;
-  const WavePlan plan = make_plan(pr, threads, backward, width, force ? 1 : 32);
+  // Chains (pair, chunk): about two per thread, so that a preempted thread holds up only part
+  // of the work; pairs are split into chunks only as far as needed for that.
+  const int64_t per_thread = threads > 1 ? env_int("SIGKERNEL_WAVE_CHAINS_PER_THREAD", 2) : 1;
+  const int64_t chunks_wanted = (threads * per_thread + pr.batch - 1) / pr.batch;
+  const WavePlan plan = make_plan(pr, chunks_wanted, backward, width, force ? 1 : 32);
+  const WaveIsa<T> isa{avx2};
+  const int64_t C = plan.chunks, n1 = pr.n1, W = plan.width, D = plan.skew;
+  const int64_t elems = isa.scratch_elems(pr, plan, backward);
+  // Pairs run together (a group): bounded by the scratch of their chains (64 MiB).
+  const int64_t group = std::max<int64_t>(
+      1, std::min<int64_t>(pr.batch, (int64_t(64) << 20) / (C * elems * int64_t(sizeof(T)))));
+  const int64_t workers = std::min(threads, group * C);
   if (!force) {
     // TODO: measured heuristic
     if (pr.batch >= threads) return false;
     if (pr.n1 * pr.n2 < (int64_t(1) << 16)) return false;
   }
-  const WaveIsa<T> isa{avx2};
-  const int64_t C = plan.chunks, n1 = pr.n1;
-  // Pairs per parallel region: the forward pipelines a group of pairs through the chunks
-  // (column buffers per pair, at most ~8 MiB); the backward runs one pair at a time.
-  const int64_t group =
-      backward
-          ? 1
-          : std::max<int64_t>(
-                1, std::min<int64_t>(pr.batch, (int64_t(8) << 20) / (C * n1 * int64_t(sizeof(T)))));
-  std::vector<T> k_cols(static_cast<size_t>(group * C * n1));
-  std::vector<T> adj_cols(static_cast<size_t>(backward ? C * n1 : 0));
-  std::vector<int64_t> counters(static_cast<size_t>(2 * (C + 1) * kWaveCounterStride));
-  const int64_t elems = isa.scratch_elems(pr, plan, backward);
-  std::vector<std::unique_ptr<T[]>> scratch(static_cast<size_t>(C));
+  // Each chain runs, per pair, its forward tiles (the backward's first pass, unless the grid
+  // is given), then its adjoint tiles (blocks, bottom up).
+  const bool forward_pass = !backward || pr.grid_in.data == nullptr;
+  const int64_t n_fwd = forward_pass ? (plan.steps + plan.tile - 1) / plan.tile : 0;
+  const int64_t n_adj = backward ? plan.n_blocks : 0;
+  const int64_t n_tiles = n_fwd + n_adj;
+  const int64_t H = group * C;  // chains
+  std::vector<T> k_cols(static_cast<size_t>(H * n1));
+  std::vector<T> adj_cols(static_cast<size_t>(backward ? H * n1 : 0));
+  std::vector<int64_t> counters(static_cast<size_t>(2 * group * (C + 1) * kWaveCounterStride));
+  std::vector<int64_t> states(static_cast<size_t>(H * kWaveStateElems));
+  std::vector<std::unique_ptr<T[]>> scratch(static_cast<size_t>(H));
   for (auto& s : scratch) s.reset(new T[static_cast<size_t>(elems)]);
   WaveShared<T> sh{k_cols.data(), adj_cols.data(), counters.data(),
-                   counters.data() + (C + 1) * kWaveCounterStride, 0};
+                   counters.data() + group * (C + 1) * kWaveCounterStride, 0};
+  auto counter = [&](const int64_t* base, int64_t p, int64_t c) {
+    return acquire(base + (p * (C + 1) + c) * kWaveCounterStride);
+  };
+  auto ready = [&](int64_t h, int64_t j) {
+    const int64_t p = h / C, c = h % C;
+    if (j < n_fwd) {
+      // Forward: the rows of the left edge column that the tile reads.
+      const int64_t r1 = std::min((j + 1) * plan.tile, plan.steps);
+      return c == 0 || counter(sh.k_done, p, c) >= std::min(r1, n1 - 1) + 1;
+    }
+    // Adjoint: the whole left edge column (for the recomputed rows), and the K̄ rows right of
+    // the right edge that the tile reads.
+    if (forward_pass && c > 0 && counter(sh.k_done, p, c) < n1) return false;
+    if (c == C - 1) return true;
+    const int64_t a0 = (plan.n_blocks - 1 - (j - n_fwd)) * plan.block;
+    const int64_t i = std::max<int64_t>(0, a0 - (W - 1) * D);
+    return i > n1 - 1 || counter(sh.adj_done, p, c + 1) >= n1 - i;
+  };
   for (int64_t g0 = 0; g0 < pr.batch; g0 += group) {
-    const int64_t g1 = std::min(pr.batch, g0 + group);
+    const int64_t pairs = std::min(pr.batch, g0 + group) - g0;
     sh.pair0 = g0;
     std::fill(counters.begin(), counters.end(), int64_t(0));
-    if (!backward || pr.grid_in.data == nullptr) {
-      at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t c = begin; c < end; ++c)
-          for (int64_t b = g0; b < g1; ++b)
-            isa.forward(pr, plan, sh, backward, c, b, scratch[c].get());
-      });
-    }
-    if (backward) {
-      at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const int64_t c = C - 1 - k;
-          isa.adjoint(pr, plan, sh, c, g0, scratch[c].get());
-        }
-      });
-    }
+    auto run = [&](int64_t h, int64_t j) {
+      const int64_t b = g0 + h / C, c = h % C;
+      T* buf = scratch[h].get();
+      int64_t* state = states.data() + h * kWaveStateElems;
+      if (j < n_fwd) {
+        const int64_t r0 = j * plan.tile;
+        isa.forward(pr, plan, sh, backward, c, b, r0, std::min(r0 + plan.tile, plan.steps), buf,
+                    state);
+      } else {
+        isa.adjoint(pr, plan, sh, c, b, plan.n_blocks - 1 - (j - n_fwd), buf, state);
+      }
+    };
+    run_tiles(pairs * C, n_tiles, workers, ready, run);
   }
   return true;
 }

@@ -9,8 +9,9 @@
 // boundary node from lane w−1's last node of `skew` steps before; all lanes of a step run
 // as one SIMD pack, so every node is the same cell_update of the same operands as in the
 // lane blocks. Chunk c takes the K column on its left edge from chunk c−1 (and, in the
-// adjoint, the K̄ column right of its right edge from chunk c+1) through `WaveShared`,
-// waiting on progress counters.
+// adjoint, the K̄ column right of its right edge from chunk c+1) through `WaveShared`.
+// A chunk's sweep is cut into tiles of steps that any thread may run once its inputs are
+// published (goursat_wavefront.cpp schedules them).
 #pragma once
 
 #include <cstdint>
@@ -26,13 +27,15 @@ struct WavePlan {
   int64_t lane_cols;  // coarse columns per lane (lanes past m2 are padding)
   int64_t skew;       // 2^λ1
   int64_t steps;      // forward op: n1 − 1 + (W−1)·skew; backward: n1 + (W−1)·skew
-  int64_t block;      // backward: steps per recomputed block of K rows
-  int64_t n_blocks;   // backward: blocks (1: the chunk's whole skewed grid is kept)
-  int64_t publish;    // progress is published every `publish` steps
+  int64_t tile;       // forward: steps per tile (the unit of work a thread takes)
+  int64_t block;      // backward: steps per tile, and per recomputed block of K rows
+  int64_t n_blocks;   // backward: tiles (blocks) per chunk
 };
 
-// Progress counters live kCounterStride int64s apart (one cache line each).
+// Progress counters live kWaveCounterStride int64s apart (one cache line each).
 constexpr int64_t kWaveCounterStride = 8;
+// Per-chunk state carried from one tile to the next (int64s).
+constexpr int64_t kWaveStateElems = 16;
 
 template <typename T>
 struct WaveShared {
@@ -40,27 +43,27 @@ struct WaveShared {
   // chunk c−1), and K̄ on the first column owned by each chunk ≥ 1 (written by chunk c).
   T* k_cols;
   T* adj_cols;
-  // [chunk · kWaveCounterStride]: rows of k_cols[c] / adj_cols[c] available, plus
-  // (pair − pair0)·(n1 + 1); read with acquire, written with release.
+  // [(pair of the group · (chunks + 1) + chunk) · kWaveCounterStride]: k_done: rows of k_cols
+  // written, adj_done: rows of adj_cols written (from the bottom); written with release at the
+  // end of a tile, read with acquire.
   int64_t* k_done;
   int64_t* adj_done;
   int64_t pair0;  // first pair of the group run by this parallel region
 };
 
-// Blocks until *counter >= target (spinning, then yielding); returns the value seen.
-// Defined once, in goursat_wavefront.cpp.
-int64_t wave_wait(const int64_t* counter, int64_t target);
-
-// Per-ISA entry points (goursat_lanes_<isa>.cpp). wave_forward sweeps chunk `chunk` of pair
-// `pair` (the forward op; with `backward`, the backward's first pass, keeping K in
-// `scratch`); wave_adjoint then runs the adjoint of that chunk from the same scratch.
-#define SIGKERNEL_DECLARE_WAVE_ENTRY(isa, T)                                             \
-  namespace isa {                                                                        \
-  void wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
-                    bool backward, int64_t chunk, int64_t pair, T* scratch);             \
-  void wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
-                    int64_t chunk, int64_t pair, T* scratch);                            \
-  int64_t wave_scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward); \
+// Per-ISA entry points (goursat_lanes_<isa>.cpp). A chunk's tiles run in order, each once the
+// chunks it reads from are far enough (the caller checks; a tile never waits), on any thread:
+// wave_forward runs steps [r_begin, r_end) of chunk `chunk` of pair `pair` (the forward op;
+// with `backward`, the backward's first pass, which keeps checkpoints in `scratch`);
+// wave_adjoint runs the adjoint of block `blk` (blocks in decreasing order) of that chunk.
+#define SIGKERNEL_DECLARE_WAVE_ENTRY(isa, T)                                                    \
+  namespace isa {                                                                               \
+  void wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh,        \
+                    bool backward, int64_t chunk, int64_t pair, int64_t r_begin, int64_t r_end, \
+                    T* scratch, int64_t* state);                                                \
+  void wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh,        \
+                    int64_t chunk, int64_t pair, int64_t blk, T* scratch, int64_t* state);      \
+  int64_t wave_scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward);        \
   }
 SIGKERNEL_DECLARE_WAVE_ENTRY(generic, double)
 SIGKERNEL_DECLARE_WAVE_ENTRY(generic, float)
