@@ -81,6 +81,7 @@ WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, i
   }
   p.block = std::min(block, p.steps);
   p.n_blocks = (p.steps + p.block - 1) / p.block;
+  p.prefetch = env_int("SIGKERNEL_WAVE_PREFETCH", 1);
   return p;
 }
 
@@ -160,6 +161,32 @@ void run_tiles(int64_t C, int64_t n, int64_t workers, const Ready& ready, const 
   });
 }
 
+// Whether the wavefront beats the lane blocks, from a cost model measured on both (AVX2,
+// float32 and float64 alike, within the noise): the lane blocks cost about the same per
+// refined cell whether their lanes are full or not (the row recurrence is latency-bound), in
+// rounds of blocks over the threads; the wavefront costs per SIMD pack of W cells, including
+// skew and padding, spread over the threads it can keep busy, plus a fixed cost per call.
+template <typename T>
+bool worth_it(const Problem<T>& pr, const WavePlan& plan, int64_t threads, int64_t busy,
+              bool backward) {
+  constexpr int kPer = lanes_per_vector<T>();
+  // The lane blocks' split (run_blocks in goursat_kernel.cpp).
+  const int64_t per_thread = (pr.batch + threads - 1) / threads;
+  const int max_vectors = sizeof(T) == 8 ? 2 : 4;
+  int vectors = 1;
+  while (vectors < max_vectors && vectors * kPer < per_thread) vectors *= 2;
+  const int64_t n_blocks = (pr.batch + vectors * kPer - 1) / (vectors * kPer);
+  const double rounds = double((n_blocks + threads - 1) / threads);
+  // ns per cell (lanes) or per pack (wavefront), forward and backward; fixed ns per call.
+  const double lane_cell = backward ? 36 : 8.2, wave_pack = backward ? 50 : 8;
+  const double fixed = backward ? 20e3 : 10e3;
+  const double lanes = rounds * double(pr.n1) * double(pr.n2) * lane_cell;
+  const int64_t S = plan.lane_cols << pr.l2;
+  const double packs = double(pr.batch) * double(plan.steps) * double(plan.chunks) * double(S + 8);
+  const double wave = packs * wave_pack * (plan.chunks > 1 ? 1.15 : 1.0) / double(busy) + fixed;
+  return wave * 1.25 < lanes;
+}
+
 template <typename T>
 bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bool avx2) {
   const WaveMode mode = wave_mode();
@@ -171,7 +198,8 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   // of the work; pairs are split into chunks only as far as needed for that.
   const int64_t per_thread = threads > 1 ? env_int("SIGKERNEL_WAVE_CHAINS_PER_THREAD", 2) : 1;
   const int64_t chunks_wanted = (threads * per_thread + pr.batch - 1) / pr.batch;
-  const WavePlan plan = make_plan(pr, chunks_wanted, backward, width, force ? 1 : 32);
+  const WavePlan plan = make_plan(pr, env_int("SIGKERNEL_WAVE_CHUNKS", chunks_wanted), backward,
+                                  width, force ? 1 : 32);
   const WaveIsa<T> isa{avx2};
   const int64_t C = plan.chunks, n1 = pr.n1, W = plan.width, D = plan.skew;
   const int64_t elems = isa.scratch_elems(pr, plan, backward);
@@ -179,11 +207,7 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   const int64_t group = std::max<int64_t>(
       1, std::min<int64_t>(pr.batch, (int64_t(64) << 20) / (C * elems * int64_t(sizeof(T)))));
   const int64_t workers = std::min(threads, group * C);
-  if (!force) {
-    // TODO: measured heuristic
-    if (pr.batch >= threads) return false;
-    if (pr.n1 * pr.n2 < (int64_t(1) << 16)) return false;
-  }
+  if (!force && !worth_it(pr, plan, threads, std::min(threads, group * C), backward)) return false;
   // Each chain runs, per pair, its forward tiles (the backward's first pass, unless the grid
   // is given), then its adjoint tiles (blocks, bottom up).
   const bool forward_pass = !backward || pr.grid_in.data == nullptr;

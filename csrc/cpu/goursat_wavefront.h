@@ -30,6 +30,7 @@ struct WavePlan {
   int64_t tile;       // forward: steps per tile (the unit of work a thread takes)
   int64_t block;      // backward: steps per tile, and per recomputed block of K rows
   int64_t n_blocks;   // backward: tiles (blocks) per chunk
+  int64_t prefetch;   // increments are prefetched this many batches ahead
 };
 
 // Progress counters live kWaveCounterStride int64s apart (one cache line each).
