@@ -2,15 +2,16 @@
 // split is described in goursat_wavefront.h). Chooses whether a call takes this path, plans the
 // split, allocates the shared column buffers and per-chunk scratch, and schedules the tiles.
 //
-// Scheduling: each chunk's sweep is a chain of tiles (runs of steps) that must run in order;
-// a tile may start once the neighbouring chunk it reads from has published far enough, and
-// then never waits. Every thread repeatedly claims the ready tile that is furthest behind, on
-// any chunk (work conserving: with more chunks than threads, a thread preempted in the middle
-// of a tile stalls only the chunks downstream of it, the others keep every thread busy). No
-// thread ever waits for a specific other thread to start, so there is no deadlock whatever
-// number of threads actually runs (one thread alone runs every tile).
-#include "goursat_wavefront.h"
-
+// Scheduling: each chunk's sweep is a chain of tiles (runs of steps) that must run in order,
+// on any thread. Tiles are offset so that tile k of a chunk reads only what tile k of its
+// upstream neighbour writes; a tile may start once that tile is running or done, and then
+// waits, row by row, only on it. A waited-on tile is always running on another thread and
+// itself waits only on running tiles further upstream, down to a chunk that never waits: no
+// cycle, so no deadlock, whatever number of threads actually runs (a thread alone finds every
+// upstream tile done). Threads claim first the tiles that need no waiting (work conserving:
+// with more chains than threads, a preempted thread holds up only the chains downstream of
+// it), the furthest behind first; tiles that would wait (following a running neighbour
+// closely) only when none is free.
 #include <ATen/Parallel.h>
 #include <sched.h>
 
@@ -21,9 +22,26 @@
 #include <vector>
 
 #include "goursat_cpu.h"
+#include "goursat_wavefront.h"
 
 namespace sigkernel {
 namespace cpu {
+
+int64_t wave_wait(const int64_t* counter, int64_t target) {
+  int64_t seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
+  for (int spin = 0; seen < target; ++spin) {
+    if (spin < 256) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      sched_yield();  // the thread we wait for may share this core with other work
+    }
+    seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
+  }
+  return seen;
+}
+
 namespace {
 
 // SIGKERNEL_CPU_WAVEFRONT=off never takes the path, =force always does (tests); unset: auto.
@@ -69,18 +87,23 @@ WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, i
   const int64_t row_bytes = (S + 1) * W * int64_t(sizeof(T));
   // Tiles: long enough to amortise claiming one (a few µs), short enough for the chunks
   // downstream to follow closely.
+  p.lag = (W - 1) * p.skew;
   p.tile = std::max<int64_t>(4, env_int("SIGKERNEL_WAVE_TILE_CELLS", int64_t(1) << 16) / (S * W));
   p.tile = std::min(p.tile, p.steps);
+  const int64_t span = p.steps + (chunks - 1) * p.lag;  // steps, with every chunk's offset
+  p.fwd_tiles = (span + p.tile - 1) / p.tile;
+  // Publishing a row costs a cache line moving to the reader: every few thousand cells.
+  p.publish = std::max<int64_t>(1, env_int("SIGKERNEL_WAVE_PUBLISH_CELLS", 4096) / (S * W));
   int64_t block =
       std::max<int64_t>(1, env_int("SIGKERNEL_WAVE_BLOCK_BYTES", kBlockBytes) / row_bytes - 1);
-  const int64_t ckpt_bytes = row_bytes + (p.skew + 1) * W * int64_t(sizeof(T));
-  if ((p.steps + block - 1) / block * ckpt_bytes > kCheckpointBytes) {
+  const int64_t ckpt_bytes = row_bytes + 2 * p.skew * W * int64_t(sizeof(T));
+  if ((span + block - 1) / block * ckpt_bytes > kCheckpointBytes) {
     int64_t root = 1;
     while (root * root < p.steps) ++root;
     block = std::max(block, root);
   }
   p.block = std::min(block, p.steps);
-  p.n_blocks = (p.steps + p.block - 1) / p.block;
+  p.n_blocks = (span + p.block - 1) / p.block;
   p.prefetch = env_int("SIGKERNEL_WAVE_PREFETCH", 1);
   return p;
 }
@@ -89,19 +112,19 @@ template <typename T>
 struct WaveIsa {
   bool avx2;
   void forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, bool backward,
-               int64_t c, int64_t b, int64_t r0, int64_t r1, T* scratch, int64_t* state) const {
+               int64_t c, int64_t b, int64_t k, T* scratch, int64_t* state) const {
     if (avx2) {
-      avx2::wave_forward(pr, plan, sh, backward, c, b, r0, r1, scratch, state);
+      avx2::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state);
     } else {
-      generic::wave_forward(pr, plan, sh, backward, c, b, r0, r1, scratch, state);
+      generic::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state);
     }
   }
   void adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, int64_t c,
-               int64_t b, int64_t blk, T* scratch, int64_t* state) const {
+               int64_t b, int64_t k, T* scratch, int64_t* state) const {
     if (avx2) {
-      avx2::wave_adjoint(pr, plan, sh, c, b, blk, scratch, state);
+      avx2::wave_adjoint(pr, plan, sh, c, b, k, scratch, state);
     } else {
-      generic::wave_adjoint(pr, plan, sh, c, b, blk, scratch, state);
+      generic::wave_adjoint(pr, plan, sh, c, b, k, scratch, state);
     }
   }
   int64_t scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward) const {
@@ -122,41 +145,42 @@ void pause_or_yield(int64_t& idle) {
   }
 }
 
-// Runs tiles 0..n−1 of every chain c < C, each chain's in order, tile (c, k) once ready(c, k)
-// (monotone in the other chains' progress), on `workers` threads (see the file comment).
-template <typename Ready, typename Run>
-void run_tiles(int64_t C, int64_t n, int64_t workers, const Ready& ready, const Run& run) {
+// Runs tiles 0..n−1 of every chain h < H, each chain's in order, on `workers` threads (see the
+// file comment). state[h·kS] = 2·(next tile) + (1 if it is running); level(h, k) says whether
+// tile k of chain h can start: 0 not yet, 1 if it would wait on a running tile, 2 freely
+// (monotone: never decreases).
+template <typename Level, typename Run>
+void run_tiles(int64_t H, int64_t n, int64_t workers, std::vector<int64_t>& state,
+               const Level& level, const Run& run) {
   constexpr int64_t kS = kWaveCounterStride;
-  std::vector<int64_t> next(static_cast<size_t>(C * kS)), busy(static_cast<size_t>(C * kS));
-  int64_t remaining = C * n;
+  std::fill(state.begin(), state.end(), int64_t(0));
+  int64_t remaining = H * n;
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     int64_t idle = 0;
     while (acquire(&remaining) > 0) {
-      // The ready tile that is furthest behind (ties: the chain furthest downstream).
-      int64_t best = -1, best_k = n;
-      for (int64_t c = C - 1; c >= 0; --c) {
-        if (__atomic_load_n(&busy[c * kS], __ATOMIC_RELAXED)) continue;
-        const int64_t k = acquire(&next[c * kS]);
-        if (k < best_k && ready(c, k)) {
-          best = c;
+      int64_t best = -1, best_k = n, best_level = 0;
+      for (int64_t h = H - 1; h >= 0; --h) {
+        const int64_t s = acquire(&state[h * kS]);
+        if ((s & 1) != 0 || (s >> 1) >= n) continue;
+        const int64_t k = s >> 1;
+        if (best_level == 2 && k >= best_k) continue;
+        const int lv = level(h, k);
+        if (lv > best_level || (lv == best_level && lv > 0 && k < best_k)) {
+          best = h;
           best_k = k;
+          best_level = lv;
         }
       }
-      int64_t expected = 0;
-      if (best < 0 || !__atomic_compare_exchange_n(&busy[best * kS], &expected, 1, false,
-                                                   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+      int64_t expected = 2 * best_k;
+      if (best < 0 || !__atomic_compare_exchange_n(&state[best * kS], &expected, expected + 1,
+                                                   false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         pause_or_yield(idle);
         continue;
       }
-      // Claimed: the chunk's next tile may have moved on meanwhile; run it if still ready.
-      const int64_t k = acquire(&next[best * kS]);
-      if (k < n && ready(best, k)) {
-        run(best, k);
-        __atomic_store_n(&next[best * kS], k + 1, __ATOMIC_RELEASE);
-        __atomic_fetch_sub(&remaining, 1, __ATOMIC_RELEASE);
-        idle = 0;
-      }
-      __atomic_store_n(&busy[best * kS], 0, __ATOMIC_RELEASE);
+      run(best, best_k);
+      __atomic_store_n(&state[best * kS], 2 * (best_k + 1), __ATOMIC_RELEASE);
+      __atomic_fetch_sub(&remaining, 1, __ATOMIC_RELEASE);
+      idle = 0;
     }
   });
 }
@@ -201,7 +225,7 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   const WavePlan plan = make_plan(pr, env_int("SIGKERNEL_WAVE_CHUNKS", chunks_wanted), backward,
                                   width, force ? 1 : 32);
   const WaveIsa<T> isa{avx2};
-  const int64_t C = plan.chunks, n1 = pr.n1, W = plan.width, D = plan.skew;
+  const int64_t C = plan.chunks, n1 = pr.n1;
   const int64_t elems = isa.scratch_elems(pr, plan, backward);
   // Pairs run together (a group): bounded by the scratch of their chains (64 MiB).
   const int64_t group = std::max<int64_t>(
@@ -211,7 +235,7 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   // Each chain runs, per pair, its forward tiles (the backward's first pass, unless the grid
   // is given), then its adjoint tiles (blocks, bottom up).
   const bool forward_pass = !backward || pr.grid_in.data == nullptr;
-  const int64_t n_fwd = forward_pass ? (plan.steps + plan.tile - 1) / plan.tile : 0;
+  const int64_t n_fwd = forward_pass ? plan.fwd_tiles : 0;
   const int64_t n_adj = backward ? plan.n_blocks : 0;
   const int64_t n_tiles = n_fwd + n_adj;
   const int64_t H = group * C;  // chains
@@ -219,27 +243,24 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   std::vector<T> adj_cols(static_cast<size_t>(backward ? H * n1 : 0));
   std::vector<int64_t> counters(static_cast<size_t>(2 * group * (C + 1) * kWaveCounterStride));
   std::vector<int64_t> states(static_cast<size_t>(H * kWaveStateElems));
+  std::vector<int64_t> tiles(static_cast<size_t>(H * kWaveCounterStride));
   std::vector<std::unique_ptr<T[]>> scratch(static_cast<size_t>(H));
   for (auto& s : scratch) s.reset(new T[static_cast<size_t>(elems)]);
   WaveShared<T> sh{k_cols.data(), adj_cols.data(), counters.data(),
                    counters.data() + group * (C + 1) * kWaveCounterStride, 0};
-  auto counter = [&](const int64_t* base, int64_t p, int64_t c) {
-    return acquire(base + (p * (C + 1) + c) * kWaveCounterStride);
+  // Whether tile j of chain h, given the state of the upstream chain u, can start freely (2),
+  // only following u's running tile (1), or not yet (0).
+  auto follows = [&](int64_t u, int64_t j) {
+    const int64_t s = acquire(&tiles[u * kWaveCounterStride]);
+    return s >= 2 * (j + 1) ? 2 : (s == 2 * j + 1 ? 1 : 0);
   };
-  auto ready = [&](int64_t h, int64_t j) {
-    const int64_t p = h / C, c = h % C;
-    if (j < n_fwd) {
-      // Forward: the rows of the left edge column that the tile reads.
-      const int64_t r1 = std::min((j + 1) * plan.tile, plan.steps);
-      return c == 0 || counter(sh.k_done, p, c) >= std::min(r1, n1 - 1) + 1;
-    }
-    // Adjoint: the whole left edge column (for the recomputed rows), and the K̄ rows right of
-    // the right edge that the tile reads.
-    if (forward_pass && c > 0 && counter(sh.k_done, p, c) < n1) return false;
-    if (c == C - 1) return true;
-    const int64_t a0 = (plan.n_blocks - 1 - (j - n_fwd)) * plan.block;
-    const int64_t i = std::max<int64_t>(0, a0 - (W - 1) * D);
-    return i > n1 - 1 || counter(sh.adj_done, p, c + 1) >= n1 - i;
+  auto level = [&](int64_t h, int64_t j) {
+    const int64_t c = h % C;
+    if (j < n_fwd) return c == 0 ? 2 : follows(h - 1, j);
+    // Adjoint: chunk c−1's forward done (the left edge column of the recomputed rows).
+    if (forward_pass && c > 0 && acquire(&tiles[(h - 1) * kWaveCounterStride]) < 2 * n_fwd)
+      return 0;
+    return c == C - 1 ? 2 : follows(h + 1, j);
   };
   for (int64_t g0 = 0; g0 < pr.batch; g0 += group) {
     const int64_t pairs = std::min(pr.batch, g0 + group) - g0;
@@ -250,14 +271,12 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
       T* buf = scratch[h].get();
       int64_t* state = states.data() + h * kWaveStateElems;
       if (j < n_fwd) {
-        const int64_t r0 = j * plan.tile;
-        isa.forward(pr, plan, sh, backward, c, b, r0, std::min(r0 + plan.tile, plan.steps), buf,
-                    state);
+        isa.forward(pr, plan, sh, backward, c, b, j, buf, state);
       } else {
-        isa.adjoint(pr, plan, sh, c, b, plan.n_blocks - 1 - (j - n_fwd), buf, state);
+        isa.adjoint(pr, plan, sh, c, b, j - n_fwd, buf, state);
       }
     };
-    run_tiles(pairs * C, n_tiles, workers, ready, run);
+    run_tiles(pairs * C, n_tiles, workers, tiles, level, run);
   }
   return true;
 }

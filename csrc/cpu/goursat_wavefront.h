@@ -26,12 +26,34 @@ struct WavePlan {
   int64_t chunks;     // C
   int64_t lane_cols;  // coarse columns per lane (lanes past m2 are padding)
   int64_t skew;       // 2^λ1
+  int64_t lag;        // (W−1)·skew: steps a chunk runs behind its upstream neighbour
   int64_t steps;      // forward op: n1 − 1 + (W−1)·skew; backward: n1 + (W−1)·skew
   int64_t tile;       // forward: steps per tile (the unit of work a thread takes)
-  int64_t block;      // backward: steps per tile, and per recomputed block of K rows
-  int64_t n_blocks;   // backward: tiles (blocks) per chunk
+  int64_t fwd_tiles;  // forward tiles per chunk (the same for every chunk; some empty)
+  int64_t block;      // backward: steps per adjoint tile, a block of recomputed K rows
+  int64_t n_blocks;   // backward: adjoint tiles per chunk (the same for every chunk)
+  int64_t publish;    // progress is published every `publish` steps
   int64_t prefetch;   // increments are prefetched this many batches ahead
 };
+
+// Tiles are offset by `lag` per chunk so that tile k of a chunk reads only what tile k of its
+// upstream neighbour writes (chunk c−1 in the forward, c+1 in the adjoint). These helpers are
+// included before any ISA's target pragma: baseline code, shared by the driver and kernels.
+// Steps [*begin, *end) of forward tile k of chunk c.
+inline void wave_tile_steps(const WavePlan& p, int64_t c, int64_t k, int64_t* begin,
+                            int64_t* end) {
+  const int64_t b = k * p.tile - c * p.lag, e = b + p.tile;
+  *begin = b < 0 ? 0 : (b > p.steps ? p.steps : b);
+  *end = e < 0 ? 0 : (e > p.steps ? p.steps : e);
+}
+// Steps [*begin, *end) of adjoint tile (block) kb of chunk c; kb = 0 holds the last steps.
+inline void wave_block_steps(const WavePlan& p, int64_t c, int64_t kb, int64_t* begin,
+                             int64_t* end) {
+  const int64_t shift = (p.chunks - 1 - c) * p.lag;
+  const int64_t b = p.steps - (kb + 1) * p.block + shift, e = b + p.block;
+  *begin = b < 0 ? 0 : (b > p.steps ? p.steps : b);
+  *end = e < 0 ? 0 : (e > p.steps ? p.steps : e);
+}
 
 // Progress counters live kWaveCounterStride int64s apart (one cache line each).
 constexpr int64_t kWaveCounterStride = 8;
@@ -52,19 +74,24 @@ struct WaveShared {
   int64_t pair0;  // first pair of the group run by this parallel region
 };
 
-// Per-ISA entry points (goursat_lanes_<isa>.cpp). A chunk's tiles run in order, each once the
-// chunks it reads from are far enough (the caller checks; a tile never waits), on any thread:
-// wave_forward runs steps [r_begin, r_end) of chunk `chunk` of pair `pair` (the forward op;
-// with `backward`, the backward's first pass, which keeps checkpoints in `scratch`);
-// wave_adjoint runs the adjoint of block `blk` (blocks in decreasing order) of that chunk.
-#define SIGKERNEL_DECLARE_WAVE_ENTRY(isa, T)                                                    \
-  namespace isa {                                                                               \
-  void wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh,        \
-                    bool backward, int64_t chunk, int64_t pair, int64_t r_begin, int64_t r_end, \
-                    T* scratch, int64_t* state);                                                \
-  void wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh,        \
-                    int64_t chunk, int64_t pair, int64_t blk, T* scratch, int64_t* state);      \
-  int64_t wave_scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward);        \
+// Blocks until *counter >= target (spinning, then yielding); returns the value seen. Only
+// ever called on a counter that a tile in progress on another thread will advance.
+int64_t wave_wait(const int64_t* counter, int64_t target);
+
+// Per-ISA entry points (goursat_lanes_<isa>.cpp). A chunk's tiles run in order, on any thread,
+// each once its upstream neighbour's tile of the same index is running or done (the caller
+// checks; the tile then waits for each row it reads):
+// wave_forward runs forward tile `k` of chunk `chunk` of pair `pair` (the forward op; with
+// `backward`, the backward's first pass, which keeps checkpoints in `scratch`); wave_adjoint
+// runs adjoint tile `k` of that chunk (wave_block_steps).
+#define SIGKERNEL_DECLARE_WAVE_ENTRY(isa, T)                                             \
+  namespace isa {                                                                        \
+  void wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
+                    bool backward, int64_t chunk, int64_t pair, int64_t k, T* scratch,   \
+                    int64_t* state);                                                     \
+  void wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
+                    int64_t chunk, int64_t pair, int64_t k, T* scratch, int64_t* state); \
+  int64_t wave_scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward); \
   }
 SIGKERNEL_DECLARE_WAVE_ENTRY(generic, double)
 SIGKERNEL_DECLARE_WAVE_ENTRY(generic, float)
