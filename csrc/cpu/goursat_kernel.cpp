@@ -45,6 +45,7 @@ bool use_avx2() {
 template <typename T>
 void run_blocks(const Problem<T>& pr, int64_t threads, bool backward) {
   if (pr.batch == 0) return;
+  if (run_wavefront(pr, threads, backward, use_avx2())) return;
   constexpr int kPer = lanes_per_vector<T>();
   const int max_vectors = backward ? 1 : (sizeof(T) == 8 ? 2 : 4);
   const int64_t per_thread = (pr.batch + threads - 1) / threads;
