@@ -38,6 +38,9 @@ SIGKERNEL_DECLARE_LANE_ENTRY(avx2)
 // results either way.
 bool run_wavefront(const Problem<double>& pr, int64_t threads, bool backward, bool avx2);
 bool run_wavefront(const Problem<float>& pr, int64_t threads, bool backward, bool avx2);
+// Whether run_wavefront would take `pr` (from its sizes only).
+bool wavefront_wanted(const Problem<double>& pr, int64_t threads, bool backward, bool avx2);
+bool wavefront_wanted(const Problem<float>& pr, int64_t threads, bool backward, bool avx2);
 
 }  // namespace cpu
 }  // namespace sigkernel

@@ -12,6 +12,8 @@
 // with more chains than threads, a preempted thread holds up only the chains downstream of
 // it), the furthest behind first; tiles that would wait (following a running neighbour
 // closely) only when none is free.
+#include "goursat_wavefront.h"
+
 #include <ATen/Parallel.h>
 #include <sched.h>
 
@@ -22,7 +24,6 @@
 #include <vector>
 
 #include "goursat_cpu.h"
-#include "goursat_wavefront.h"
 
 namespace sigkernel {
 namespace cpu {
@@ -211,10 +212,19 @@ bool worth_it(const Problem<T>& pr, const WavePlan& plan, int64_t threads, int64
   return wave * 1.25 < lanes;
 }
 
+// The wavefront's plan for `pr` and whether to use it (sizes only: the inputs are not read).
 template <typename T>
-bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bool avx2) {
+struct WaveDecision {
+  bool use;
+  WavePlan plan;
+  int64_t elems, group, workers;
+};
+
+template <typename T>
+WaveDecision<T> decide(const Problem<T>& pr, int64_t threads, bool backward, bool avx2) {
+  WaveDecision<T> d{};
   const WaveMode mode = wave_mode();
-  if (mode == WaveMode::kOff || pr.batch == 0 || pr.m1 == 0 || pr.m2 == 0) return false;
+  if (mode == WaveMode::kOff || pr.batch == 0 || pr.m1 == 0 || pr.m2 == 0) return d;
   constexpr int kPer = lanes_per_vector<T>();
   const int width = int(env_int("SIGKERNEL_WAVE_VECTORS", 2)) * kPer;
   const bool force = mode == WaveMode::kForce;
@@ -222,16 +232,29 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   // of the work; pairs are split into chunks only as far as needed for that.
   const int64_t per_thread = threads > 1 ? env_int("SIGKERNEL_WAVE_CHAINS_PER_THREAD", 2) : 1;
   const int64_t chunks_wanted = (threads * per_thread + pr.batch - 1) / pr.batch;
-  const WavePlan plan = make_plan(pr, env_int("SIGKERNEL_WAVE_CHUNKS", chunks_wanted), backward,
-                                  width, force ? 1 : 32);
+  d.plan = make_plan(pr, env_int("SIGKERNEL_WAVE_CHUNKS", chunks_wanted), backward, width,
+                     force ? 1 : 32);
+  const WaveIsa<T> isa{avx2};
+  d.elems = isa.scratch_elems(pr, d.plan, backward);
+  // Pairs run together (a group): bounded by the scratch of their chains (64 MiB).
+  d.group = std::max<int64_t>(
+      1, std::min<int64_t>(pr.batch,
+                           (int64_t(64) << 20) / (d.plan.chunks * d.elems * int64_t(sizeof(T)))));
+  d.workers = std::min(threads, d.group * d.plan.chunks);
+  d.use = force || worth_it(pr, d.plan, threads, d.workers, backward);
+  return d;
+}
+
+template <typename T>
+bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bool avx2) {
+  // Linear-kernel problems take the wavefront through materialised increments (goursat_kernel.cpp).
+  if (pr.left.data != nullptr) return false;
+  const WaveDecision<T> d = decide(pr, threads, backward, avx2);
+  if (!d.use) return false;
+  const WavePlan& plan = d.plan;
   const WaveIsa<T> isa{avx2};
   const int64_t C = plan.chunks, n1 = pr.n1;
-  const int64_t elems = isa.scratch_elems(pr, plan, backward);
-  // Pairs run together (a group): bounded by the scratch of their chains (64 MiB).
-  const int64_t group = std::max<int64_t>(
-      1, std::min<int64_t>(pr.batch, (int64_t(64) << 20) / (C * elems * int64_t(sizeof(T)))));
-  const int64_t workers = std::min(threads, group * C);
-  if (!force && !worth_it(pr, plan, threads, std::min(threads, group * C), backward)) return false;
+  const int64_t elems = d.elems, group = d.group, workers = d.workers;
   // Each chain runs, per pair, its forward tiles (the backward's first pass, unless the grid
   // is given), then its adjoint tiles (blocks, bottom up).
   const bool forward_pass = !backward || pr.grid_in.data == nullptr;
@@ -285,6 +308,14 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
 
 bool run_wavefront(const Problem<double>& pr, int64_t threads, bool backward, bool avx2) {
   return run_wavefront_impl(pr, threads, backward, avx2);
+}
+
+bool wavefront_wanted(const Problem<double>& pr, int64_t threads, bool backward, bool avx2) {
+  return decide(pr, threads, backward, avx2).use;
+}
+
+bool wavefront_wanted(const Problem<float>& pr, int64_t threads, bool backward, bool avx2) {
+  return decide(pr, threads, backward, avx2).use;
 }
 
 bool run_wavefront(const Problem<float>& pr, int64_t threads, bool backward, bool avx2) {
