@@ -4,10 +4,12 @@ every output (values, grids, gradients from value seeds, grid seeds and a given 
 dtypes, refinements and orientations.
 
 SIGKERNEL_CPU_WAVEFRONT=off keeps every call on the lane blocks (the reference), =force sends every
-call through the wavefront (whatever its size); unset, the op chooses."""
+call through the wavefront (whatever its size), =stress too, with one-step tiles and blocks and
+more chains (every boundary of the scheduling); unset, the op chooses."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -27,7 +29,7 @@ ORDERS = ((0, 0), (1, 2), (2, 0))
 
 @pytest.fixture
 def path(monkeypatch):
-    """path("off" | "force" | "auto") selects the CPU kernels for the following calls."""
+    """path("off" | "force" | "stress" | "auto") selects the CPU kernels for the following calls."""
 
     def use(mode: str) -> None:
         if mode == "auto":
@@ -77,9 +79,10 @@ def test_wavefront_is_bitwise_identical_to_the_lane_blocks(path, batch, shape, o
     increments, grid_seed, value_seed = _case(batch, shape, list(order), dtype)
     path("off")
     expected = _outputs(increments, list(order), 1, grid_seed, value_seed)
-    path("force")
-    for n_jobs in N_JOBS:
-        _assert_same(expected, _outputs(increments, list(order), n_jobs, grid_seed, value_seed), f"n_jobs={n_jobs}")
+    for mode, n_jobs in itertools.product(("force", "stress"), N_JOBS):
+        path(mode)
+        got = _outputs(increments, list(order), n_jobs, grid_seed, value_seed)
+        _assert_same(expected, got, f"{mode}, n_jobs={n_jobs}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -110,9 +113,9 @@ def test_long_pair_with_checkpointed_blocks(path):
     increments, grid_seed, value_seed = _case(1, (160, 120), [2, 1], torch.float64)
     path("off")
     expected = _outputs(increments, [2, 1], 1, grid_seed, value_seed)
-    path("force")
-    for n_jobs in (1, -1):
-        _assert_same(expected, _outputs(increments, [2, 1], n_jobs, grid_seed, value_seed), f"n_jobs={n_jobs}")
+    for mode, n_jobs in itertools.product(("force", "stress"), (1, -1)):
+        path(mode)
+        _assert_same(expected, _outputs(increments, [2, 1], n_jobs, grid_seed, value_seed), f"{mode} {n_jobs}")
 
 
 def test_matches_the_plain_recurrence(path):
@@ -146,8 +149,8 @@ def test_strided_inputs_and_outputs(path):
 
 
 def test_gradcheck_through_the_wavefront(path):
-    path("force")
-    increments = (torch.randn(2, 9, 11, dtype=torch.float64) * 0.3).requires_grad_()
+    path("stress")
+    increments = (torch.randn(2, 5, 7, dtype=torch.float64) * 0.3).requires_grad_()
     assert torch.autograd.gradcheck(lambda g: goursat(g, [1, 1], False, 2), (increments,))
     assert torch.autograd.gradcheck(lambda g: goursat(g, [2, 0], True, 2), (increments,))
 

@@ -45,33 +45,33 @@ int64_t wave_wait(const int64_t* counter, int64_t target) {
 
 namespace {
 
-// SIGKERNEL_CPU_WAVEFRONT=off never takes the path, =force always does (tests); unset: auto.
-enum class WaveMode { kOff, kAuto, kForce };
+// SIGKERNEL_CPU_WAVEFRONT (read at every call; tests): "off" never takes the path, "force"
+// always does, "stress" always does with the smallest tiles, blocks and publishing intervals
+// and more chains (exercising every boundary of the scheduling); unset: the cost model decides.
+enum class WaveMode { kOff, kAuto, kForce, kStress };
 
 WaveMode wave_mode() {
   const char* v = std::getenv("SIGKERNEL_CPU_WAVEFRONT");
   if (v == nullptr) return WaveMode::kAuto;
   const std::string s(v);
-  if (s == "off" || s == "0") return WaveMode::kOff;
-  if (s == "force" || s == "1") return WaveMode::kForce;
+  if (s == "off") return WaveMode::kOff;
+  if (s == "force") return WaveMode::kForce;
+  if (s == "stress") return WaveMode::kStress;
   return WaveMode::kAuto;
-}
-
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::atoll(v) : fallback;
 }
 
 // Budget of one chunk's K checkpoints (the backward); the recomputed block of K rows itself is
 // sized to stay in cache.
 constexpr int64_t kCheckpointBytes = int64_t(32) << 20;
-constexpr int64_t kBlockBytes = int64_t(256) << 10;
+constexpr int64_t kBlockBytes = int64_t(512) << 10;
+constexpr int64_t kTileCells = int64_t(1) << 16;
+constexpr int64_t kPublishCells = 4096;
 
 // chunks_wanted: chunks to cut a pair into (each at least min_lane_cells refined columns per
-// lane, at least one coarse column).
+// lane, at least one coarse column); stress: the smallest tiles, blocks and intervals.
 template <typename T>
 WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, int width,
-                   int64_t min_lane_cells) {
+                   int64_t min_lane_cells, bool stress) {
   WavePlan p{};
   p.width = width;
   const int64_t W = width;
@@ -89,14 +89,18 @@ WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, i
   // Tiles: long enough to amortise claiming one (a few µs), short enough for the chunks
   // downstream to follow closely.
   p.lag = (W - 1) * p.skew;
-  p.tile = std::max<int64_t>(4, env_int("SIGKERNEL_WAVE_TILE_CELLS", int64_t(1) << 16) / (S * W));
+  p.tile = stress ? 1 : std::max<int64_t>(4, kTileCells / (S * W));
   p.tile = std::min(p.tile, p.steps);
   const int64_t span = p.steps + (chunks - 1) * p.lag;  // steps, with every chunk's offset
   p.fwd_tiles = (span + p.tile - 1) / p.tile;
   // Publishing a row costs a cache line moving to the reader: every few thousand cells.
-  p.publish = std::max<int64_t>(1, env_int("SIGKERNEL_WAVE_PUBLISH_CELLS", 4096) / (S * W));
-  int64_t block =
-      std::max<int64_t>(1, env_int("SIGKERNEL_WAVE_BLOCK_BYTES", kBlockBytes) / row_bytes - 1);
+  p.publish = stress ? 1 : std::max<int64_t>(1, kPublishCells / (S * W));
+  // Backward blocks: the recomputed K rows of a block and the block's increments (kept for its
+  // adjoint) stay in cache.
+  const int64_t kPer = 32 / int64_t(sizeof(T));
+  const int64_t delta_bytes = ((lane_cols + 1 + kPer - 1) / kPer * kPer) * W * int64_t(sizeof(T));
+  const int64_t per_step = row_bytes + (delta_bytes + p.skew - 1) / p.skew;
+  int64_t block = stress ? 1 : std::max<int64_t>(1, kBlockBytes / per_step - 1);
   const int64_t ckpt_bytes = row_bytes + 2 * p.skew * W * int64_t(sizeof(T));
   if ((span + block - 1) / block * ckpt_bytes > kCheckpointBytes) {
     int64_t root = 1;
@@ -105,7 +109,10 @@ WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, i
   }
   p.block = std::min(block, p.steps);
   p.n_blocks = (span + p.block - 1) / p.block;
-  p.prefetch = env_int("SIGKERNEL_WAVE_PREFETCH", 1);
+  // Batches spanning a block's coarse rows and the row above it (fewer: read more than once).
+  p.batches = std::min<int64_t>(kWaveMaxBatches,
+                                ((p.block + p.skew - 1) / p.skew + 2 + kPer - 1) / kPer + 2);
+  p.prefetch = 2;
   return p;
 }
 
@@ -226,14 +233,14 @@ WaveDecision<T> decide(const Problem<T>& pr, int64_t threads, bool backward, boo
   const WaveMode mode = wave_mode();
   if (mode == WaveMode::kOff || pr.batch == 0 || pr.m1 == 0 || pr.m2 == 0) return d;
   constexpr int kPer = lanes_per_vector<T>();
-  const int width = int(env_int("SIGKERNEL_WAVE_VECTORS", 2)) * kPer;
-  const bool force = mode == WaveMode::kForce;
+  const int width = 2 * kPer;  // wave_width in goursat_wavefront.inc
+  const bool stress = mode == WaveMode::kStress;
+  const bool force = mode == WaveMode::kForce || stress;
   // Chains (pair, chunk): about two per thread, so that a preempted thread holds up only part
   // of the work; pairs are split into chunks only as far as needed for that.
-  const int64_t per_thread = threads > 1 ? env_int("SIGKERNEL_WAVE_CHAINS_PER_THREAD", 2) : 1;
+  const int64_t per_thread = stress ? 3 : (threads > 1 ? 2 : 1);
   const int64_t chunks_wanted = (threads * per_thread + pr.batch - 1) / pr.batch;
-  d.plan = make_plan(pr, env_int("SIGKERNEL_WAVE_CHUNKS", chunks_wanted), backward, width,
-                     force ? 1 : 32);
+  d.plan = make_plan(pr, chunks_wanted, backward, width, force ? 1 : 32, stress);
   const WaveIsa<T> isa{avx2};
   d.elems = isa.scratch_elems(pr, d.plan, backward);
   // Pairs run together (a group): bounded by the scratch of their chains (64 MiB).

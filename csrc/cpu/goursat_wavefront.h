@@ -22,7 +22,7 @@ namespace sigkernel {
 namespace cpu {
 
 struct WavePlan {
-  int width;          // W: lanes per chunk (a multiple of the SIMD vector)
+  int width;          // W: lanes per chunk (two SIMD vectors)
   int64_t chunks;     // C
   int64_t lane_cols;  // coarse columns per lane (lanes past m2 are padding)
   int64_t skew;       // 2^λ1
@@ -32,6 +32,8 @@ struct WavePlan {
   int64_t fwd_tiles;  // forward tiles per chunk (the same for every chunk; some empty)
   int64_t block;      // backward: steps per adjoint tile, a block of recomputed K rows
   int64_t n_blocks;   // backward: adjoint tiles per chunk (the same for every chunk)
+  int64_t batches;    // backward: batches of increments kept (a block's, shared by the
+                      // recomputation and the adjoint)
   int64_t publish;    // progress is published every `publish` steps
   int64_t prefetch;   // increments are prefetched this many batches ahead
 };
@@ -40,8 +42,7 @@ struct WavePlan {
 // upstream neighbour writes (chunk c−1 in the forward, c+1 in the adjoint). These helpers are
 // included before any ISA's target pragma: baseline code, shared by the driver and kernels.
 // Steps [*begin, *end) of forward tile k of chunk c.
-inline void wave_tile_steps(const WavePlan& p, int64_t c, int64_t k, int64_t* begin,
-                            int64_t* end) {
+inline void wave_tile_steps(const WavePlan& p, int64_t c, int64_t k, int64_t* begin, int64_t* end) {
   const int64_t b = k * p.tile - c * p.lag, e = b + p.tile;
   *begin = b < 0 ? 0 : (b > p.steps ? p.steps : b);
   *end = e < 0 ? 0 : (e > p.steps ? p.steps : e);
@@ -57,8 +58,10 @@ inline void wave_block_steps(const WavePlan& p, int64_t c, int64_t kb, int64_t* 
 
 // Progress counters live kWaveCounterStride int64s apart (one cache line each).
 constexpr int64_t kWaveCounterStride = 8;
-// Per-chunk state carried from one tile to the next (int64s).
-constexpr int64_t kWaveStateElems = 16;
+// Per-chunk state carried from one tile to the next (int64s), and the most batches of
+// increments a chunk keeps (their indices are part of that state).
+constexpr int64_t kWaveStateElems = 64;
+constexpr int64_t kWaveMaxBatches = 48;
 
 template <typename T>
 struct WaveShared {
