@@ -14,6 +14,7 @@ import torch
 import torch.utils.checkpoint
 
 from . import _validation as V
+from ._nonfinite import normalize_kernel
 from ._numpy import numpy_adapter
 from .functional import KernelLike, _linear_factors, _Prepared, _warn_if_nonfinite
 
@@ -201,9 +202,9 @@ def sig_kernel_gram(
     if normalize:
         diag_x = gram.diagonal() if symmetric else prep.solve(static_kernel, x, x, False)
         diag_y = diag_x if symmetric else prep.solve(static_kernel, y, y, False)
-        gram = gram / torch.sqrt(diag_x.unsqueeze(1) * diag_y.unsqueeze(0))
+        gram = normalize_kernel(gram, diag_x.unsqueeze(1), diag_y.unsqueeze(0))
     gram = gram.reshape(prep.grid_shape if return_grid else prep.batch_shape)
-    _warn_if_nonfinite(gram)
+    _warn_if_nonfinite(gram, "sig_kernel_gram", normalize=normalize)
     return gram
 
 
@@ -253,6 +254,8 @@ def sig_kernel_gram_backprop(
     V.check_derivs_shape(derivs, tuple(gram.shape), return_grid)
     wanted = [t for t, flag in ((x, left_deriv), (y, right_deriv)) if flag]
     grads = list(torch.autograd.grad(gram, wanted, derivs))
+    for grad in grads:
+        _warn_if_nonfinite(grad, "sig_kernel_gram_backprop")
     grad_x = grads.pop(0) if left_deriv else None
     grad_y = grads.pop(0) if right_deriv else None
     return grad_x, grad_y
