@@ -76,19 +76,24 @@ def check_path(path: object, name: str) -> None:
         raise ValueError(f"{name} must have dimension d >= 1, got shape {tuple(path.shape)}")
 
 
-def check_path_pair(path1: object, path2: object, *, same_batch: bool = True) -> None:
+def check_path_pair(
+    path1: object, path2: object, *, same_batch: bool = True, names: Tuple[str, str] = ("path1", "path2")
+) -> None:
     """Both paths valid, same dtype, device and dimension (and batch shape if asked)."""
-    check_path(path1, "path1")
-    check_path(path2, "path2")
+    name1, name2 = names
+    check_path(path1, name1)
+    check_path(path2, name2)
     if path1.dtype != path2.dtype:
-        raise TypeError(f"path1 and path2 must have the same dtype, got {path1.dtype} and {path2.dtype}")
+        raise TypeError(f"{name1} and {name2} must have the same dtype, got {path1.dtype} and {path2.dtype}")
     if path1.device != path2.device:
-        raise ValueError(f"path1 and path2 must be on the same device, got {path1.device} and {path2.device}")
+        raise ValueError(f"{name1} and {name2} must be on the same device, got {path1.device} and {path2.device}")
     if path1.shape[-1] != path2.shape[-1]:
-        raise ValueError(f"path1 and path2 must have the same dimension d, got {path1.shape[-1]} and {path2.shape[-1]}")
+        raise ValueError(
+            f"{name1} and {name2} must have the same dimension d, got {path1.shape[-1]} and {path2.shape[-1]}"
+        )
     if same_batch and path1.shape[:-2] != path2.shape[:-2]:
         raise ValueError(
-            "path1 and path2 must have the same leading batch shape, got "
+            f"{name1} and {name2} must have the same leading batch shape, got "
             f"{tuple(path1.shape[:-2])} and {tuple(path2.shape[:-2])}"
         )
 
