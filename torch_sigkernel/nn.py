@@ -134,12 +134,14 @@ class _SigKernelBase(torch.nn.Module):
         symmetric = symmetric and self.dyadic_order[0] == self.dyadic_order[1]
         rows, cols, n_upper = pair_indices(x.shape[0], y.shape[0], symmetric, x.device)
         if self.max_batch == -1:  # one solve: no loop over a shape-dependent count (no recompiles)
-            solved = self._solve(x[rows], y[cols])
+            # index_select, not x[rows]: deterministic gradients (see gram.py).
+            solved = self._solve(x.index_select(0, rows), y.index_select(0, cols))
         else:
             chunk = self.max_batch * self.max_batch
             values: List[torch.Tensor] = []
             for start in range(0, max(rows.shape[0], 1), chunk):
-                values.append(self._solve(x[rows[start : start + chunk]], y[cols[start : start + chunk]]))
+                i, j = rows[start : start + chunk], cols[start : start + chunk]
+                values.append(self._solve(x.index_select(0, i), y.index_select(0, j)))
             solved = torch.cat(values)
         return assemble_gram(solved, rows, cols, n_upper, x.shape[0], y.shape[0])
 
