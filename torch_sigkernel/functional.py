@@ -144,7 +144,10 @@ class _Prepared:
             length1, length2 = 2 * length1 - 1, 2 * length2 - 1
         self.n1 = V.refined_length(length1, self.orders[0])
         self.n2 = V.refined_length(length2, self.orders[1])
-        V.check_grid_size(self.batch, self.n1, self.n2, path1.element_size(), self.orders, bool(return_grid))
+        # A Gram holds its solved grids and the assembled Gram at once.
+        V.check_grid_size(
+            self.batch, self.n1, self.n2, path1.element_size(), self.orders, bool(return_grid), 2 if gram else 1
+        )
         self.grid_shape = self.batch_shape + (self.n1, self.n2)
 
     def flat(self, path: torch.Tensor) -> torch.Tensor:
