@@ -183,7 +183,7 @@ def sig_kernel_gram(
     else:
         chunk = max(1, budget // pair_workspace_bytes(x, y, linear, grad))
     if chunk >= n_pairs:
-        solved = _solve_chunk(prep, static_kernel, x, y, rows, cols, return_grid)
+        solved = prep.solve(static_kernel, x.index_select(0, rows), y.index_select(0, cols), return_grid)
     else:
         # Non-linear kernels keep (L1, L2)-sized autograd state per pair: recompute it per chunk.
         checkpointed = grad and not linear and not torch.compiler.is_compiling()
