@@ -366,26 +366,41 @@ def test_huge_backward_scratch_fails_fast_at_the_op_level():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_results_are_bitwise_reproducible_and_equal_the_cpu():
-    """CUDA guarantee: every run gives the same bits (no atomics; fixed summation order), on any
-    stream and from concurrent threads, and the ops equal the CPU's bits."""
+    """CUDA guarantee: the ops use no atomics and a fixed summation order, so every run, stream
+    and thread gives the same bits, equal to the CPU's. Gram gradients also pass through torch's
+    index_add_ (atomic on CUDA): bitwise reproducible under torch.use_deterministic_algorithms."""
+    increments = torch.randn(9, 60, 50, dtype=F64, generator=torch.Generator().manual_seed(3)) / 60
+    seed = torch.randn(9, dtype=F64, generator=torch.Generator().manual_seed(4))
+    for order in ([0, 0], [3, 3], [1, 2]):
+        for return_grid in (False, True):
+            expected = op.goursat(increments, order, return_grid, 1)
+            for _ in range(2):
+                assert torch.equal(op.goursat(increments.cuda(), order, return_grid, 1).cpu(), expected)
+        expected = op.goursat_backward(seed, increments, order, False, None, 1)
+        for _ in range(2):
+            got = op.goursat_backward(seed.cuda(), increments.cuda(), order, False, None, 1)
+            assert torch.equal(got.cpu(), expected)
+
     x, y = _paths(33, 40, 3, F64, 0), _paths(33, 50, 3, F64, 1)
-    cpu = [t for t in _all_results(x, y, 1, None)]
-    cuda = [t.cpu() for t in _all_results(x.cuda(), y.cuda(), 1, None)]
-    for a, b in zip(cpu, cuda):
-        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
-    again = [t.cpu() for t in _all_results(x.cuda(), y.cuda(), 1, None)]
-    assert all(torch.equal(a, b) for a, b in zip(cuda, again))
-    increments = torch.randn(9, 60, 50, dtype=F64) / 60
-    seed = torch.randn(9, dtype=F64)
-    expected = op.goursat_backward(seed, increments, [3, 3], False, None, 1)
-    for _ in range(2):
-        assert torch.equal(op.goursat_backward(seed.cuda(), increments.cuda(), [3, 3], False, None, 1).cpu(), expected)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cpu = _all_results(x, y, 1, None)
+            cuda = [t.cpu() for t in _all_results(x.cuda(), y.cuda(), 1, None)]
+            for a, b in zip(cpu, cuda):
+                assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+            again = [t.cpu() for t in _all_results(x.cuda(), y.cuda(), 1, None)]
+            assert all(torch.equal(a, b) for a, b in zip(cuda, again))
 
-    def on_stream(_):
-        with torch.cuda.stream(torch.cuda.Stream()):
-            out = [t.cpu() for t in _all_results(x.cuda(), y.cuda(), 1, None)]
-        return out
+            def on_stream(_):
+                with torch.cuda.stream(torch.cuda.Stream()):
+                    out = [t.cpu() for t in _all_results(x.cuda(), y.cuda(), 1, None)]
+                return out
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        for results in pool.map(on_stream, range(3)):
-            assert all(torch.equal(a, b) for a, b in zip(cuda, results))
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                for results in pool.map(on_stream, range(3)):
+                    assert all(torch.equal(a, b) for a, b in zip(cuda, results))
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
