@@ -141,7 +141,8 @@ def sig_kernel_gram(
         dyadic_order, static_kernel, time_aug, lead_lag, end_time, n_jobs: as in
             :func:`sig_kernel`.
         max_batch: solve at most ``max_batch**2`` pairs at once; -1 (default) sizes the
-            chunks by ``memory_budget`` instead. Results do not depend on either.
+            chunks by ``memory_budget`` instead. Results do not depend on either (bit for
+            bit with the linear kernels; with others to the last bit, see README "Reliability").
         memory_budget: bytes of workspace (path copies, increments, autograd state) the
             pairs solved at once may take; ``None`` means :data:`DEFAULT_MEMORY_BUDGET`
             (1 GiB). Chunks of a non-linear static kernel that need gradients are
