@@ -34,15 +34,22 @@ def _extension():
     )
     cuda_sources = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
     debug = _env_flag("DEBUG")
-    cxx_flags = ["-O0", "-g"] if debug else ["-O3", "-g0"]
+    # SIGKERNEL_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build (tools/asan_check.sh).
+    sanitize = _env_flag("SIGKERNEL_SANITIZE")
+    cxx_flags = ["-O0", "-g"] if debug else ["-O1", "-g"] if sanitize else ["-O3", "-g0"]
     # -fopenmp: at::parallel_for runs serially without it (compile and link).
     # -ffp-contract=off: identical rounding on every ISA path (no silent FMA).
     cxx_flags += ["-fopenmp", "-ffp-contract=off", "-DPy_LIMITED_API=0x03090000"]
+    link_flags = ["-fopenmp"]
+    if sanitize:
+        sanitizers = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        cxx_flags += sanitizers
+        link_flags += sanitizers
     kwargs = dict(
         name="torch_sigkernel._C",
         sources=cpp_sources,
         extra_compile_args={"cxx": cxx_flags},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link_flags,
         py_limited_api=True,
     )
     if _use_cuda(cuda_sources):

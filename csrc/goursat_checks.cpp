@@ -2,8 +2,13 @@
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 
 namespace sigkernel {
 namespace {
@@ -43,6 +48,14 @@ GoursatShape checked_shape(int64_t batch, int64_t m1, int64_t m2, c10::IntArrayR
   int64_t cells = 0;
   TORCH_CHECK(!__builtin_mul_overflow(s.n1, s.n2, &cells), "sigkernel: dyadic_order (", s.l1, ", ",
               s.l2, ") is too large: the refined grid has more than 2^63 nodes");
+  // More refined cells than this in one call would take months (at ~1e9 cells/s): refuse, as
+  // the Python API does, instead of running "forever".
+  constexpr int64_t kMaxRefinedCells = int64_t(1) << 53;
+  int64_t all_cells = 0;
+  TORCH_CHECK(!__builtin_mul_overflow(cells, s.batch, &all_cells) && all_cells <= kMaxRefinedCells,
+              "sigkernel: dyadic_order (", s.l1, ", ", s.l2, ") is too large: ", s.batch,
+              " pairs of ", s.n1, " x ", s.n2, " refined nodes exceed ", kMaxRefinedCells,
+              " cells, which would not finish");
   if (return_grid) {
     int64_t total = 0;
     TORCH_CHECK(!__builtin_mul_overflow(cells, s.batch, &total) &&
@@ -117,6 +130,91 @@ void check_goursat_backward_args(const at::Tensor& grad_output, const at::Tensor
                 "sigkernel: grid must have shape (", s.batch, ", ", s.n1, ", ", s.n2, "), got ",
                 g.sizes());
   }
+}
+
+namespace {
+
+// The first number in file `path` (-1 if none; `unlimited` if it starts with "max").
+int64_t read_number(const char* path, int64_t unlimited) {
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return -1;
+  char text[64] = {0};
+  const bool ok = std::fgets(text, sizeof(text), f) != nullptr;
+  std::fclose(f);
+  if (!ok) return -1;
+  if (std::strncmp(text, "max", 3) == 0) return unlimited;
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  return end == text || value < 0 ? -1 : int64_t(value);
+}
+
+// MemAvailable of /proc/meminfo in bytes, or -1.
+int64_t meminfo_available() {
+  FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  int64_t bytes = -1;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    long long kib = 0;
+    if (std::sscanf(line, "MemAvailable: %lld kB", &kib) == 1) {
+      bytes = int64_t(kib) * 1024;
+      break;
+    }
+  }
+  std::fclose(f);
+  return bytes;
+}
+
+// What the cgroup still allows (limit − usage), or INT64_MAX without a limit.
+int64_t cgroup_available() {
+  const struct {
+    const char* limit;
+    const char* usage;
+  } files[] = {{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+               {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
+  for (const auto& f : files) {
+    const int64_t limit = read_number(f.limit, INT64_MAX);
+    if (limit < 0) continue;
+    if (limit >= (int64_t(1) << 60)) return INT64_MAX;  // v1 spells "no limit" as ~2^63
+    const int64_t usage = std::max<int64_t>(0, read_number(f.usage, 0));
+    return std::max<int64_t>(0, limit - usage);
+  }
+  return INT64_MAX;
+}
+
+// SIGKERNEL_MEMORY_LIMIT in bytes, or -1 when unset or not a number.
+int64_t environment_limit() {
+  const char* text = std::getenv("SIGKERNEL_MEMORY_LIMIT");
+  if (text == nullptr || *text == '\0') return -1;
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  return (*end != '\0' || value < 0) ? -1 : int64_t(value);
+}
+
+}  // namespace
+
+int64_t available_host_memory() {
+  int64_t bytes = meminfo_available();
+  if (bytes < 0) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    bytes = pages > 0 && page > 0 ? int64_t(pages) * int64_t(page) : INT64_MAX;
+  }
+  bytes = std::min(bytes, cgroup_available());
+  const int64_t limit = environment_limit();
+  return limit >= 0 ? std::min(bytes, limit) : bytes;
+}
+
+void check_host_memory(int64_t bytes, bool overflowed, const GoursatShape& s, const char* what) {
+  constexpr int64_t kQueryAbove = int64_t(16) << 20;
+  if (!overflowed && bytes <= kQueryAbove && environment_limit() < 0) return;
+  const int64_t available = available_host_memory();
+  if (!overflowed && bytes <= available) return;
+  TORCH_CHECK(false, "sigkernel: dyadic_order (", s.l1, ", ", s.l2,
+              ") is too large for the memory available: ", what, " needs ",
+              overflowed ? std::string("more than 2^63") : std::to_string(bytes), " bytes (",
+              s.batch, " pairs, refined grid ", s.n1, " x ", s.n2, "), but only ", available,
+              " bytes are available");
 }
 
 int64_t resolve_num_threads(int64_t n_jobs) {

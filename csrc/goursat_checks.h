@@ -32,6 +32,19 @@ void check_goursat_backward_args(const at::Tensor& grad_output, const at::Tensor
                                  const c10::optional<at::Tensor>& grid, const GoursatShape& shape,
                                  bool return_grid, const char* what = "increments");
 
+// Bytes of host memory this process may still allocate: MemAvailable of /proc/meminfo, capped by
+// the cgroup's memory limit (v2 memory.max − memory.current, or v1 limit − usage) and by the
+// environment variable SIGKERNEL_MEMORY_LIMIT (bytes) when set; physical memory when
+// /proc/meminfo is unreadable.
+int64_t available_host_memory();
+
+// Refuses, before anything is allocated, a CPU call that needs `bytes` (or, when `overflowed`,
+// more than 2^63) of host memory when that is more than is available: a RuntimeError naming the
+// dyadic order, `what` needs the memory (e.g. "return_grid=True"), the bytes needed and those
+// available. Memory is only queried for requests above 16 MiB (or when SIGKERNEL_MEMORY_LIMIT is
+// set).
+void check_host_memory(int64_t bytes, bool overflowed, const GoursatShape& shape, const char* what);
+
 // n_jobs → number of worker threads: 1 serial, −1 all, −k all but k−1 (at least 1);
 // capped at ATen's intra-op pool size. 0 is an error.
 int64_t resolve_num_threads(int64_t n_jobs);

@@ -248,7 +248,7 @@ def test_numpy_in_numpy_out():
         (lambda x, y: sig_mmd(x, y[:1], 1), ValueError, "sample2 must hold at least 2 paths"),
         (lambda x, y: sig_score(x[:1], y, 1), ValueError, "sample must hold at least 2 paths"),
         (lambda x, y: sig_score(x, y, 1, lam="1"), TypeError, "lam"),
-        (lambda x, y: expected_sig_score(x[0], y, 1), ValueError, "sample must hold at least 2 paths"),
+        (lambda x, y: expected_sig_score(x[0], y, 1), ValueError, "sample1 must hold at least 2 paths"),
         (lambda x, y: sig_kernel_gram_backprop(torch.ones(4, 5, dtype=torch.float64), x, y, 1), ValueError, "derivs"),
     ],
 )

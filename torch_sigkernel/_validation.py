@@ -7,7 +7,7 @@ shape) naming the argument, what was expected and what was received.
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -23,8 +23,72 @@ def _physical_memory_bytes() -> int:
         return 1 << 46
 
 
-# Allocations above this are refused before they are attempted.
 PHYSICAL_MEMORY_BYTES = _physical_memory_bytes()
+# Requests up to this size are not checked (no /proc read on ordinary calls) unless
+# SIGKERNEL_MEMORY_LIMIT is set.
+_QUERY_ABOVE_BYTES = 16 << 20
+
+
+def _read_number(path: str) -> Optional[int]:
+    """The first number in a file (None if unreadable; "max" means no limit)."""
+    try:
+        with open(path) as f:
+            text = f.read(64).split()
+    except OSError:
+        return None
+    if not text:
+        return None
+    if text[0] == "max":
+        return _INT64_MAX
+    return int(text[0]) if text[0].isdigit() else None
+
+
+def _memory_limit_from_environment() -> Optional[int]:
+    text = os.environ.get("SIGKERNEL_MEMORY_LIMIT", "")
+    return int(text) if text.isdigit() else None
+
+
+def available_memory_bytes() -> int:
+    """Bytes of host memory this process may still allocate: MemAvailable of /proc/meminfo,
+    capped by the cgroup's limit (v2 memory.max − memory.current, or v1 limit − usage) and by
+    the environment variable ``SIGKERNEL_MEMORY_LIMIT`` (bytes) when set; the physical memory
+    where /proc/meminfo is unreadable. The C++ ops use the same rule (goursat_checks.cpp)."""
+    available = PHYSICAL_MEMORY_BYTES
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        limit = _read_number(limit_file)
+        if limit is None:
+            continue
+        if limit < 1 << 60:  # cgroup v1 spells "no limit" as ~2^63
+            available = min(available, max(0, limit - (_read_number(usage_file) or 0)))
+        break
+    environment = _memory_limit_from_environment()
+    return available if environment is None else min(available, environment)
+
+
+def check_memory(needed: int, describe: Callable[[int, int], str]) -> None:
+    """Refuse, before allocating, a request of `needed` bytes that exceeds the memory available:
+    ``ValueError(describe(needed, available))``. Skipped while torch.compile traces (the check
+    reads files) and, for small requests, unless SIGKERNEL_MEMORY_LIMIT is set."""
+    if torch.compiler.is_compiling():
+        return
+    if needed <= _QUERY_ABOVE_BYTES and _memory_limit_from_environment() is None:
+        return
+    available = available_memory_bytes()
+    if needed > available:
+        raise ValueError(describe(needed, available))
+
+
 _INT64_MAX = (1 << 63) - 1
 # More refined cells than this in one call would take months (at ~1e9 cells/s): refuse.
 MAX_REFINED_CELLS = 1 << 53
@@ -76,19 +140,24 @@ def check_path(path: object, name: str) -> None:
         raise ValueError(f"{name} must have dimension d >= 1, got shape {tuple(path.shape)}")
 
 
-def check_path_pair(path1: object, path2: object, *, same_batch: bool = True) -> None:
+def check_path_pair(
+    path1: object, path2: object, *, same_batch: bool = True, names: Tuple[str, str] = ("path1", "path2")
+) -> None:
     """Both paths valid, same dtype, device and dimension (and batch shape if asked)."""
-    check_path(path1, "path1")
-    check_path(path2, "path2")
+    name1, name2 = names
+    check_path(path1, name1)
+    check_path(path2, name2)
     if path1.dtype != path2.dtype:
-        raise TypeError(f"path1 and path2 must have the same dtype, got {path1.dtype} and {path2.dtype}")
+        raise TypeError(f"{name1} and {name2} must have the same dtype, got {path1.dtype} and {path2.dtype}")
     if path1.device != path2.device:
-        raise ValueError(f"path1 and path2 must be on the same device, got {path1.device} and {path2.device}")
+        raise ValueError(f"{name1} and {name2} must be on the same device, got {path1.device} and {path2.device}")
     if path1.shape[-1] != path2.shape[-1]:
-        raise ValueError(f"path1 and path2 must have the same dimension d, got {path1.shape[-1]} and {path2.shape[-1]}")
+        raise ValueError(
+            f"{name1} and {name2} must have the same dimension d, got {path1.shape[-1]} and {path2.shape[-1]}"
+        )
     if same_batch and path1.shape[:-2] != path2.shape[:-2]:
         raise ValueError(
-            "path1 and path2 must have the same leading batch shape, got "
+            f"{name1} and {name2} must have the same leading batch shape, got "
             f"{tuple(path1.shape[:-2])} and {tuple(path2.shape[:-2])}"
         )
 
@@ -108,8 +177,11 @@ def refined_length(length: int, order: int) -> int:
     return (length - 1) * (1 << order) + 1
 
 
-def check_grid_size(batch: int, n1: int, n2: int, itemsize: int, dyadic_order: Sequence[int], grid: bool) -> None:
-    """Refuse, before allocating, grids that overflow int64 or cannot fit in memory."""
+def check_grid_size(
+    batch: int, n1: int, n2: int, itemsize: int, dyadic_order: Sequence[int], grid: bool, grid_copies: int = 1
+) -> None:
+    """Refuse, before allocating, grids that overflow int64, would not finish, or cannot fit in the
+    memory available (`grid_copies` grids of every pair are alive at once: 2 for a Gram)."""
     if n1 * n2 > _INT64_MAX:
         raise ValueError(
             f"dyadic_order {tuple(dyadic_order)} is too large: the refined grid of {n1} x {n2} nodes overflows int64"
@@ -119,16 +191,24 @@ def check_grid_size(batch: int, n1: int, n2: int, itemsize: int, dyadic_order: S
             f"dyadic_order {tuple(dyadic_order)} is too large: {batch} pairs of {n1} x {n2} "
             f"refined nodes exceed {MAX_REFINED_CELLS} cells, which would not finish"
         )
-    # The forward keeps one refined row per pair lane (16 lanes at most).
-    row_bytes = min(n1, n2) * itemsize * 16
-    needed = batch * n1 * n2 * itemsize if grid else row_bytes
-    if needed > PHYSICAL_MEMORY_BYTES:
-        what = "return_grid=True needs" if grid else "the solver's working rows need"
-        raise ValueError(
-            f"dyadic_order {tuple(dyadic_order)} is too large: {what} {needed} bytes "
-            f"({batch} pairs, grid {n1} x {n2}), more than this machine's "
-            f"{PHYSICAL_MEMORY_BYTES} bytes of memory"
+    # The forward keeps one refined row per pair lane (32 lanes at most) and thread; the ops
+    # check their exact workspace themselves (RuntimeError), this is the early, Python-side check.
+    if torch.compiler.is_compiling():
+        return  # check_memory reads files; formatting symbolic sizes would specialise them
+
+    def describe(needed: int, available: int) -> str:
+        if grid:
+            what = f"return_grid=True needs {needed} bytes ({batch} pairs, grid {n1} x {n2}"
+            what += f", {grid_copies} copies)" if grid_copies > 1 else ")"
+        else:
+            what = f"the solver's working rows need {needed} bytes (grid {n1} x {n2})"
+        return (
+            f"dyadic_order {tuple(dyadic_order)} is too large: {what}, more than the {available} bytes "
+            "of memory available"
         )
+
+    needed = grid_copies * batch * n1 * n2 * itemsize if grid else min(n1, n2) * itemsize * 32
+    check_memory(needed, describe)
 
 
 def check_derivs_shape(derivs: torch.Tensor, expected: Tuple[int, ...], return_grid: bool) -> None:

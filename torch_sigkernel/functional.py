@@ -7,25 +7,26 @@ Path transforms and static-kernel increments are plain torch code (autograd for 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from typing import Callable, Optional, Tuple, Union
 
 import torch
 
 from . import _validation as V
+from ._nonfinite import nonfinite_pairs_to_nan, normalize_kernel
 from ._numpy import numpy_adapter
-from .static_kernels import LinearKernel, StaticKernel, double_difference
+from .static_kernels import LinearKernel, ScaledLinearKernel, StaticKernel, double_difference
 from .transforms import apply_transforms, check_transform_args
 
 KernelLike = Union[StaticKernel, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], None]
 
 _DEFAULT_KERNEL = LinearKernel()
+# Kernels whose increments are products of path increments (see _increments).
+_PRODUCT_KERNELS = (LinearKernel, ScaledLinearKernel)
 
-_NONFINITE_WARNING = (
-    "sig_kernel produced NaN or Inf values: the inputs are not finite or the PDE overflowed "
-    "(large increments). Rescale the paths, use a bounded static kernel (e.g. RBFKernel), "
-    "or normalize=True."
-)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -51,7 +52,10 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
         )
     # A user kernel may compute in another precision (e.g. a float64 parameter): the PDE
     # runs in the paths' dtype.
-    return increments.to(x.dtype)
+    increments = increments.to(x.dtype)
+    if kernel is None or type(kernel) in _PRODUCT_KERNELS:
+        return increments  # products of path increments: NaN/Inf inputs propagate by themselves
+    return nonfinite_pairs_to_nan(increments, x, y)
 
 
 def _linear_factors(
@@ -82,11 +86,32 @@ def _linear_factors(
     return dx.to(x.dtype), dy.to(x.dtype)
 
 
-def _warn_if_nonfinite(values: torch.Tensor) -> None:
+def _user_stacklevel() -> int:
+    """The stacklevel of the first frame outside this package (the user's call), for warnings."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _warn_if_nonfinite(values: torch.Tensor, function: str = "sig_kernel", normalize: bool = False) -> None:
+    """RuntimeWarning when `values` (kernels, grids or gradients) hold NaN or Inf (SPEC §4)."""
     if torch.compiler.is_compiling() or torch.jit.is_scripting() or values.device.type == "meta":
         return
     if values.numel() and not bool(torch.isfinite(values).all()):
-        warnings.warn(_NONFINITE_WARNING, RuntimeWarning, stacklevel=3)
+        fix = (
+            "Rescale the paths (e.g. divide them by their scale): with normalize=True the self-kernels "
+            "k(x, x), k(y, y) must be finite too"
+            if normalize
+            else "Rescale the paths (e.g. divide them by their scale), use a bounded static kernel "
+            "(e.g. RBFKernel), or normalize=True"
+        )
+        warnings.warn(
+            f"{function} produced NaN or Inf values: the inputs are not finite, or the PDE overflowed "
+            f"(large increments). {fix}.",
+            RuntimeWarning,
+            stacklevel=_user_stacklevel(),
+        )
 
 
 class _Prepared:
@@ -119,7 +144,10 @@ class _Prepared:
             length1, length2 = 2 * length1 - 1, 2 * length2 - 1
         self.n1 = V.refined_length(length1, self.orders[0])
         self.n2 = V.refined_length(length2, self.orders[1])
-        V.check_grid_size(self.batch, self.n1, self.n2, path1.element_size(), self.orders, bool(return_grid))
+        # A Gram holds its solved grids and the assembled Gram at once.
+        V.check_grid_size(
+            self.batch, self.n1, self.n2, path1.element_size(), self.orders, bool(return_grid), 2 if gram else 1
+        )
         self.grid_shape = self.batch_shape + (self.n1, self.n2)
 
     def flat(self, path: torch.Tensor) -> torch.Tensor:
@@ -181,9 +209,10 @@ def sig_kernel(
     x, y = prep.flat(path1), prep.flat(path2)
     out = prep.solve(static_kernel, x, y, return_grid).reshape(prep.grid_shape if return_grid else prep.batch_shape)
     if normalize:
-        self_kernels = prep.solve(static_kernel, x, x, False) * prep.solve(static_kernel, y, y, False)
-        out = out / torch.sqrt(self_kernels.reshape(prep.batch_shape))
-    _warn_if_nonfinite(out)
+        k_xx = prep.solve(static_kernel, x, x, False).reshape(prep.batch_shape)
+        k_yy = prep.solve(static_kernel, y, y, False).reshape(prep.batch_shape)
+        out = normalize_kernel(out, k_xx, k_yy)
+    _warn_if_nonfinite(out, normalize=normalize)
     return out
 
 
@@ -255,6 +284,8 @@ def sig_kernel_backprop(
     live = [(t, g) for t, g in zip(inputs, input_grads) if t.requires_grad]
     grads = list(torch.autograd.grad([t for t, _ in live], wanted, [g for _, g in live], allow_unused=True))
     grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, wanted)]
+    for grad in grads:
+        _warn_if_nonfinite(grad, "sig_kernel_backprop")
     grad_x = grads.pop(0) if left_deriv else None
     grad_y = grads.pop(0) if right_deriv else None
     return grad_x, grad_y

@@ -14,6 +14,7 @@ import torch
 import torch.utils.checkpoint
 
 from . import _validation as V
+from ._nonfinite import normalize_kernel
 from ._numpy import numpy_adapter
 from .functional import KernelLike, _linear_factors, _Prepared, _warn_if_nonfinite
 
@@ -111,7 +112,9 @@ def _solve_chunk(
     cols: torch.Tensor,
     return_grid: bool,
 ) -> torch.Tensor:
-    return prep.solve(static_kernel, x[rows], y[cols], return_grid)
+    # index_select, not x[rows]: the backward of advanced indexing adds float32 gradients with
+    # atomics in parallel (a different rounding every run); index_select's backward does not.
+    return prep.solve(static_kernel, x.index_select(0, rows), y.index_select(0, cols), return_grid)
 
 
 @numpy_adapter(["path1", "path2"])
@@ -138,7 +141,8 @@ def sig_kernel_gram(
         dyadic_order, static_kernel, time_aug, lead_lag, end_time, n_jobs: as in
             :func:`sig_kernel`.
         max_batch: solve at most ``max_batch**2`` pairs at once; -1 (default) sizes the
-            chunks by ``memory_budget`` instead. Results do not depend on either.
+            chunks by ``memory_budget`` instead. Results do not depend on either (bit for
+            bit with the linear kernels; with others to the last bit, see README "Reliability").
         memory_budget: bytes of workspace (path copies, increments, autograd state) the
             pairs solved at once may take; ``None`` means :data:`DEFAULT_MEMORY_BUDGET`
             (1 GiB). Chunks of a non-linear static kernel that need gradients are
@@ -180,7 +184,7 @@ def sig_kernel_gram(
     else:
         chunk = max(1, budget // pair_workspace_bytes(x, y, linear, grad))
     if chunk >= n_pairs:
-        solved = prep.solve(static_kernel, x[rows], y[cols], return_grid)
+        solved = prep.solve(static_kernel, x.index_select(0, rows), y.index_select(0, cols), return_grid)
     else:
         # Non-linear kernels keep (L1, L2)-sized autograd state per pair: recompute it per chunk.
         checkpointed = grad and not linear and not torch.compiler.is_compiling()
@@ -201,9 +205,9 @@ def sig_kernel_gram(
     if normalize:
         diag_x = gram.diagonal() if symmetric else prep.solve(static_kernel, x, x, False)
         diag_y = diag_x if symmetric else prep.solve(static_kernel, y, y, False)
-        gram = gram / torch.sqrt(diag_x.unsqueeze(1) * diag_y.unsqueeze(0))
+        gram = normalize_kernel(gram, diag_x.unsqueeze(1), diag_y.unsqueeze(0))
     gram = gram.reshape(prep.grid_shape if return_grid else prep.batch_shape)
-    _warn_if_nonfinite(gram)
+    _warn_if_nonfinite(gram, "sig_kernel_gram", normalize=normalize)
     return gram
 
 
@@ -253,6 +257,8 @@ def sig_kernel_gram_backprop(
     V.check_derivs_shape(derivs, tuple(gram.shape), return_grid)
     wanted = [t for t, flag in ((x, left_deriv), (y, right_deriv)) if flag]
     grads = list(torch.autograd.grad(gram, wanted, derivs))
+    for grad in grads:
+        _warn_if_nonfinite(grad, "sig_kernel_gram_backprop")
     grad_x = grads.pop(0) if left_deriv else None
     grad_y = grads.pop(0) if right_deriv else None
     return grad_x, grad_y

@@ -61,6 +61,7 @@ def sig_mmd(
     """
     m = _sample_size(sample1, "sample1")
     n = _sample_size(sample2, "sample2")
+    V.check_path_pair(sample1, sample2, same_batch=False, names=("sample1", "sample2"))
     options = dict(
         static_kernel=static_kernel, time_aug=time_aug, lead_lag=lead_lag, end_time=end_time,
         n_jobs=n_jobs, max_batch=max_batch, memory_budget=memory_budget,
@@ -112,7 +113,7 @@ def sig_score(
     """
     m = _sample_size(sample, "sample")
     lam = _check_lam(lam)
-    V.check_path(y, "y")
+    V.check_path_pair(sample, y, same_batch=False, names=("sample", "y"))
     options = dict(
         static_kernel=static_kernel, time_aug=time_aug, lead_lag=lead_lag, end_time=end_time,
         n_jobs=n_jobs, max_batch=max_batch, memory_budget=memory_budget,
@@ -146,7 +147,8 @@ def expected_sig_score(
         >>> tsk.expected_sig_score(x, y, 1).shape
         torch.Size([])
     """
-    V.check_path(sample2, "sample2")
+    _sample_size(sample1, "sample1")
+    V.check_path_pair(sample1, sample2, same_batch=False, names=("sample1", "sample2"))
     return sig_score(
         sample1, sample2, dyadic_order, lam=lam, static_kernel=static_kernel, time_aug=time_aug,
         lead_lag=lead_lag, end_time=end_time, n_jobs=n_jobs, max_batch=max_batch, memory_budget=memory_budget,

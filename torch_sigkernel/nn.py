@@ -19,9 +19,10 @@ from typing import Callable, List, Optional, Union
 import torch
 
 from . import _validation as V
+from ._nonfinite import nonfinite_pairs_to_nan, normalize_kernel
 from .gram import assemble_gram, check_max_batch, pair_indices
 from .metrics import off_diagonal_mean
-from .static_kernels import LinearKernel, StaticKernel, double_difference
+from .static_kernels import LinearKernel, ScaledLinearKernel, StaticKernel, double_difference
 from .transforms import apply_transforms
 
 __all__ = ["SigKernel", "SigKernelGram", "SigMMD", "SigScore"]
@@ -94,6 +95,9 @@ class _SigKernelBase(torch.nn.Module):
         V.check_n_jobs(n_jobs)
         check_max_batch(max_batch)
         self.static_kernel = _as_static_kernel(static_kernel)
+        # Products of path increments propagate NaN/Inf inputs by themselves; other kernels'
+        # increments are made NaN for pairs with non-finite points (as in sig_kernel).
+        self.product_increments = type(self.static_kernel) in (LinearKernel, ScaledLinearKernel)
         self.time_aug = time_aug
         self.lead_lag = lead_lag
         self.end_time = V.check_end_time(end_time)
@@ -118,7 +122,10 @@ class _SigKernelBase(torch.nn.Module):
         factors = self.static_kernel.linear_factors(x, y)
         if factors is not None:
             return torch.ops.sigkernel.goursat_linear(factors[0], factors[1], self.dyadic_order, False, self.n_jobs)
-        return torch.ops.sigkernel.goursat(self.static_kernel.increments(x, y), self.dyadic_order, False, self.n_jobs)
+        increments = self.static_kernel.increments(x, y).to(x.dtype)
+        if not self.product_increments:
+            increments = nonfinite_pairs_to_nan(increments, x, y)
+        return torch.ops.sigkernel.goursat(increments, self.dyadic_order, False, self.n_jobs)
 
     def _gram(self, x: torch.Tensor, y: torch.Tensor, symmetric: bool) -> torch.Tensor:
         """(N1, N2) Gram of transformed, flattened batches; one triangle if `symmetric`."""
@@ -127,12 +134,14 @@ class _SigKernelBase(torch.nn.Module):
         symmetric = symmetric and self.dyadic_order[0] == self.dyadic_order[1]
         rows, cols, n_upper = pair_indices(x.shape[0], y.shape[0], symmetric, x.device)
         if self.max_batch == -1:  # one solve: no loop over a shape-dependent count (no recompiles)
-            solved = self._solve(x[rows], y[cols])
+            # index_select, not x[rows]: deterministic gradients (see gram.py).
+            solved = self._solve(x.index_select(0, rows), y.index_select(0, cols))
         else:
             chunk = self.max_batch * self.max_batch
             values: List[torch.Tensor] = []
             for start in range(0, max(rows.shape[0], 1), chunk):
-                values.append(self._solve(x[rows[start : start + chunk]], y[cols[start : start + chunk]]))
+                i, j = rows[start : start + chunk], cols[start : start + chunk]
+                values.append(self._solve(x.index_select(0, i), y.index_select(0, j)))
             solved = torch.cat(values)
         return assemble_gram(solved, rows, cols, n_upper, x.shape[0], y.shape[0])
 
@@ -183,7 +192,7 @@ class SigKernel(_SigKernelBase):
         tx, ty = self._prepare(x, "x"), self._prepare(y, "y")
         k = self._solve(tx, ty)
         if self.normalize:
-            k = k / torch.sqrt(self._solve(tx, tx) * self._solve(ty, ty))
+            k = normalize_kernel(k, self._solve(tx, tx), self._solve(ty, ty))
         return k.reshape(batch_shape)
 
 
@@ -239,7 +248,7 @@ class SigKernelGram(_SigKernelBase):
         if self.normalize:
             diag_x = self._solve(tx, tx)
             diag_y = diag_x if y is None else self._solve(ty, ty)
-            gram = gram / torch.sqrt(diag_x.unsqueeze(1) * diag_y.unsqueeze(0))
+            gram = normalize_kernel(gram, diag_x.unsqueeze(1), diag_y.unsqueeze(0))
         return gram.reshape(list(x.shape[:-2]) + list(shape_y))
 
 

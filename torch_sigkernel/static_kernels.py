@@ -40,10 +40,36 @@ def _as_tensor(value: Union[float, torch.Tensor], like: torch.Tensor) -> torch.T
     return torch.full((), value, dtype=like.dtype, device=like.device)  # torch.tensor rounds to float32 in TorchScript
 
 
+def _max_value(dtype: torch.dtype) -> float:
+    """The largest finite value of a float32 or float64 tensor (TorchScript has no torch.finfo)."""
+    return 3.4028234663852886e38 if dtype == torch.float32 else 1.7976931348623157e308
+
+
 def _distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """‖x_s − y_t‖ ``(B, L1, L2)`` from coordinate differences (not the matmul expansion): exact
-    for nearby points and far from the origin; torch.cdist's gradient at r = 0 is 0 (no NaN)."""
-    return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+    for nearby points and far from the origin; torch.cdist's gradient at r = 0 is 0 (no NaN).
+
+    Each pair's points are divided by a power of two near their largest coordinate, and the
+    distances multiplied back: exact (the same bits as plain cdist) wherever plain cdist's sum of
+    squares neither overflows nor underflows, and free of both otherwise (cdist alone returns
+    inf, and then NaN gradients, for coordinates beyond ~1e154 in float64 or ~1e19 in float32).
+    A distance beyond the floating-point range is returned as the largest finite value, with a
+    zero gradient, so that κ = 0 there has finite gradients too."""
+    big = torch.maximum(
+        x.detach().abs().amax(dim=[-2, -1], keepdim=True), y.detach().abs().amax(dim=[-2, -1], keepdim=True)
+    )
+    usable = torch.isfinite(big) & (big > 0)
+    ones = torch.ones_like(big)
+    scale = torch.where(usable, torch.exp2(torch.floor(torch.log2(torch.where(usable, big, ones)))), ones)
+    distances = torch.cdist(x / scale, y / scale, compute_mode="donot_use_mm_for_euclid_dist") * scale
+    return distances.clamp(max=_max_value(x.dtype))
+
+
+def _clamp_matern_u(u: torch.Tensor) -> torch.Tensor:
+    """exp(−u) is exactly 0 beyond u = 2048 in float32 and float64: clamping u there makes
+    (1 + u + ...)·e^−u exactly 0 (not inf · 0 = NaN) for far-apart points, with a zero gradient,
+    and changes nothing below."""
+    return u.clamp(max=2048.0)
 
 
 def _format_hyperparameter(value: object) -> str:
@@ -168,7 +194,9 @@ class RBFKernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.exp(_distances(x, y).square() * (-1.0 / _as_tensor(self.sigma, x)))
+        r = _distances(x, y)
+        # r·r, not r.square(): square's backward 2·r·grad overflows to inf · 0 = NaN for r > max/2.
+        return torch.exp(r * r * (-1.0 / _as_tensor(self.sigma, x)))
 
 
 class PolynomialKernel(StaticKernel):
@@ -212,7 +240,7 @@ class Matern32Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        u = _distances(x, y) * (math.sqrt(3.0) / _as_tensor(self.sigma, x))
+        u = _clamp_matern_u(_distances(x, y) * (math.sqrt(3.0) / _as_tensor(self.sigma, x)))
         return (1.0 + u) * torch.exp(-u)
 
 
@@ -224,7 +252,7 @@ class Matern52Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        u = _distances(x, y) * (math.sqrt(5.0) / _as_tensor(self.sigma, x))
+        u = _clamp_matern_u(_distances(x, y) * (math.sqrt(5.0) / _as_tensor(self.sigma, x)))
         return (1.0 + u + u * u / 3.0) * torch.exp(-u)
 
 
@@ -239,5 +267,6 @@ class RationalQuadraticKernel(StaticKernel):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         sigma = _as_tensor(self.sigma, x)
         alpha = _as_tensor(self.alpha, x)
-        base = 1.0 + _distances(x, y).square() / (2.0 * alpha * sigma * sigma)
+        r = _distances(x, y)
+        base = 1.0 + r * r / (2.0 * alpha * sigma * sigma)  # r·r: see RBFKernel
         return base.pow(-alpha)

@@ -38,12 +38,29 @@ bool use_avx2() {
 #endif
 }
 
+// Memory guards (SPEC §4: fail fast, before allocating): the refined grids of return_grid=True,
+// and the (B, m1, m2) increments that goursat_linear materialises for very wide factors.
+void check_grid_memory(const GoursatShape& s, bool return_grid, int64_t element_size) {
+  if (!return_grid) return;
+  int64_t bytes = 0;  // (checked_shape has ruled out int64 overflow of the grid's bytes)
+  const bool overflowed = __builtin_mul_overflow(s.batch * s.n1 * s.n2, element_size, &bytes);
+  check_host_memory(bytes, overflowed, s, "return_grid=True (the refined grids)");
+}
+
+void check_increments_memory(const GoursatShape& s, int64_t element_size) {
+  int64_t bytes = 0;
+  const bool overflowed = __builtin_mul_overflow(s.batch, s.m1, &bytes) ||
+                          __builtin_mul_overflow(bytes, s.m2, &bytes) ||
+                          __builtin_mul_overflow(bytes, element_size, &bytes);
+  check_host_memory(bytes, overflowed, s, "the materialised increments");
+}
+
 // Runs every lane block of `pr` over `threads` threads. Lane width: 1, 2 or 4 SIMD
 // vectors per block (more independent chains per row), but enough blocks to occupy every
 // thread; the forward stops at 2 float64 vectors (a 4-vector float64 row state spills
 // registers), the backward at 1 (its row state is ten packs, plus temporaries).
 template <typename T>
-void run_blocks(const Problem<T>& pr, int64_t threads, bool backward) {
+void run_blocks(const Problem<T>& pr, int64_t threads, bool backward, const GoursatShape& s) {
   if (pr.batch == 0) return;
   if (run_wavefront(pr, threads, backward, use_avx2())) return;
   constexpr int kPer = lanes_per_vector<T>();
@@ -57,6 +74,11 @@ void run_blocks(const Problem<T>& pr, int64_t threads, bool backward) {
                                : generic::lane_scratch_elems(pr, width, backward);
   const int64_t n_blocks = (pr.batch + width - 1) / width;
   const int64_t grain = (n_blocks + threads - 1) / threads;
+  // One scratch buffer per task, all alive at once: refuse before allocating any.
+  int64_t bytes = 0;
+  const bool overflowed = __builtin_mul_overflow(scratch, int64_t(sizeof(T)), &bytes) ||
+                          __builtin_mul_overflow(bytes, (n_blocks + grain - 1) / grain, &bytes);
+  check_host_memory(bytes, overflowed, s, "the solver's scratch (one buffer per thread)");
   at::parallel_for(0, n_blocks, grain, [&](int64_t begin, int64_t end) {
     std::vector<T> buffer(static_cast<size_t>(scratch));
     if (avx2) {
@@ -71,13 +93,14 @@ at::Tensor goursat_cpu(const at::Tensor& increments, c10::IntArrayRef dyadic_ord
                        bool return_grid, int64_t n_jobs) {
   const GoursatShape s = check_goursat_args(increments, dyadic_order, return_grid);
   const int64_t threads = resolve_num_threads(n_jobs);
+  check_grid_memory(s, return_grid, increments.element_size());
   at::Tensor out = return_grid ? at::empty({s.batch, s.n1, s.n2}, increments.options())
                                : at::empty({s.batch}, increments.options());
   if (s.batch == 0) return out;
   if (s.m1 == 0 || s.m2 == 0) return out.fill_(1);
   AT_DISPATCH_FLOATING_TYPES(increments.scalar_type(), "sigkernel::goursat", [&] {
     run_blocks(forward_problem<scalar_t>(s, increments, return_grid, out), threads,
-               /*backward=*/false);
+               /*backward=*/false, s);
   });
   return out;
 }
@@ -93,7 +116,7 @@ at::Tensor goursat_backward_cpu(const at::Tensor& grad_output, const at::Tensor&
   const at::Tensor seed = return_grid ? grad_output : grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES(increments.scalar_type(), "sigkernel::goursat_backward", [&] {
     run_blocks(backward_problem<scalar_t>(s, increments, return_grid, seed, grid, grad), threads,
-               /*backward=*/true);
+               /*backward=*/true, s);
   });
   return grad;
 }
@@ -182,6 +205,7 @@ at::Tensor goursat_linear_cpu(const at::Tensor& dx, const at::Tensor& dy,
                               c10::IntArrayRef dyadic_order, bool return_grid, int64_t n_jobs) {
   const GoursatShape s = check_goursat_linear_args(dx, dy, dyadic_order, return_grid);
   const int64_t threads = resolve_num_threads(n_jobs);
+  check_grid_memory(s, return_grid, dx.element_size());
   at::Tensor out = return_grid ? at::empty({s.batch, s.n1, s.n2}, dx.options())
                                : at::empty({s.batch}, dx.options());
   if (s.batch == 0) return out;
@@ -192,9 +216,10 @@ at::Tensor goursat_linear_cpu(const at::Tensor& dx, const at::Tensor& dy,
     const Problem<scalar_t> pr = forward_problem<scalar_t>(s, dx, return_grid, out, dy);
     // One pair split over threads (the wavefront) reads materialised increments.
     in_kernel = in_kernel && !wavefront_wanted(pr, threads, /*backward=*/false, use_avx2());
-    if (in_kernel) run_blocks(pr, threads, /*backward=*/false);
+    if (in_kernel) run_blocks(pr, threads, /*backward=*/false, s);
   });
   if (in_kernel) return out;
+  check_increments_memory(s, dx.element_size());
   at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
   AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear", [&] {
     materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
@@ -219,20 +244,20 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_cpu(
     const Problem<scalar_t> pr =
         backward_problem<scalar_t>(s, dx, return_grid, seed, grid, dx_grad, dy, dy_grad);
     in_kernel = in_kernel && !wavefront_wanted(pr, threads, /*backward=*/true, use_avx2());
-    if (in_kernel) run_blocks(pr, threads, /*backward=*/true);
+    if (in_kernel) run_blocks(pr, threads, /*backward=*/true, s);
   });
-  if (!in_kernel) {
-    at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
-    AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
-      materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
-    });
-    const at::Tensor g =
-        goursat_backward_cpu(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
-    const bool transposed = backward_is_transposed(s, return_grid, grid.has_value());
-    AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
-      linear_grads_from_increment_grads<scalar_t>(g, dx, dy, transposed, dx_grad, dy_grad, threads);
-    });
-  }
+  if (in_kernel) return {dx_grad, dy_grad};
+  check_increments_memory(s, dx.element_size());
+  at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
+  AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
+    materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
+  });
+  const at::Tensor g =
+      goursat_backward_cpu(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
+  const bool transposed = backward_is_transposed(s, return_grid, grid.has_value());
+  AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
+    linear_grads_from_increment_grads<scalar_t>(g, dx, dy, transposed, dx_grad, dy_grad, threads);
+  });
   return {dx_grad, dy_grad};
 }
 

@@ -1,0 +1,37 @@
+"""NaN/Inf handling shared by the functional API and the layers (TorchScript-compatible, no
+data-dependent Python branches, so torch.compile traces it without graph breaks).
+
+SPEC §4: NaN/Inf inputs give NaN outputs (and a warning, emitted by the callers), never a
+silently finite result; values that overflow give inf/NaN, never a finite but wrong number.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def nonfinite_pairs_to_nan(increments: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Increments ``(B, m1, m2)`` with every pair whose paths ``x (B, L1, d)``, ``y (B, L2, d)`` hold
+    a NaN or Inf made NaN. A bounded static kernel (RBF, Matérn, rational quadratic) maps an
+    infinite point to κ = 0, and a polynomial kernel of degree 0 maps anything to a constant, so
+    without this a non-finite input could give a finite kernel. Adding 0 leaves finite pairs'
+    increments (and their gradients) unchanged."""
+    finite = torch.isfinite(x).flatten(1).all(dim=1) & torch.isfinite(y).flatten(1).all(dim=1)
+    poison = torch.where(finite, torch.zeros_like(finite, dtype=increments.dtype), float("nan"))
+    return increments + poison.unsqueeze(-1).unsqueeze(-1)
+
+
+def normalize_kernel(k: torch.Tensor, k_xx: torch.Tensor, k_yy: torch.Tensor) -> torch.Tensor:
+    """k / sqrt(k_xx · k_yy), broadcasting (Gram: k_xx (N1, 1), k_yy (1, N2)).
+
+    NaN where a self-kernel is not finite or not positive (k / inf would be a silently wrong 0).
+    Where k_xx · k_yy overflows although both are finite, k / (sqrt(k_xx) · sqrt(k_yy)) is used
+    instead; elsewhere sqrt(k_xx · k_yy), so the diagonal of a normalised Gram is exactly 1. The
+    discarded branches only see sanitised values, so their gradients are 0, never inf · 0 = NaN:
+    a pair with a bad self-kernel does not spoil the gradients of the others."""
+    valid = torch.isfinite(k_xx) & torch.isfinite(k_yy) & (k_xx > 0) & (k_yy > 0)
+    k_xx = torch.where(valid, k_xx, torch.ones_like(k_xx))
+    k_yy = torch.where(valid, k_yy, torch.ones_like(k_yy))
+    product = k_xx * k_yy
+    norm = torch.where(torch.isinf(product), torch.sqrt(k_xx) * torch.sqrt(k_yy), torch.sqrt(product))
+    return torch.where(valid, k / norm, torch.full_like(k, float("nan")))
