@@ -193,10 +193,14 @@ def check_grid_size(
         )
     # The forward keeps one refined row per pair lane (32 lanes at most) and thread; the ops
     # check their exact workspace themselves (RuntimeError), this is the early, Python-side check.
+    # (Not while torch.compile traces: the check reads files, and formatting symbolic sizes
+    # would specialise them.)
+    if torch.compiler.is_compiling():
+        return
     if grid:
         needed = grid_copies * batch * n1 * n2 * itemsize
-        what = f"return_grid=True needs {needed} bytes ({batch} pairs, grid {n1} x {n2}"
-        what += f", {grid_copies} copies)" if grid_copies > 1 else ")"
+        copies = f", {grid_copies} copies" if grid_copies > 1 else ""
+        what = f"return_grid=True needs {needed} bytes ({batch} pairs, grid {n1} x {n2}{copies})"
     else:
         needed = min(n1, n2) * itemsize * 32
         what = f"the solver's working rows need {needed} bytes (grid {n1} x {n2})"
