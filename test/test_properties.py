@@ -591,8 +591,7 @@ def test_transform_path_matches_reference(pb, api):
 
 @property_test(
     200,
-    # (a path of one point has no increments: k = 1 whatever its value, as documented)
-    pb=problems(batches=[(2,), (3,), (2, 2)], min_length=2),
+    pb=problems(batches=[(2,), (3,), (2, 2)]),
     bad=st.sampled_from([math.nan, math.inf, -math.inf]),
     data=st.data(),
 )

@@ -126,17 +126,22 @@ def test_concurrent_op_calls_match_serial_calls():
             assert torch.equal(expected, got)
 
 
-def _other_thread_ran_during(call) -> bool:
-    """Whether the main thread got to run Python code while `call` ran in another thread.
+def _other_thread_ran_during(call, repeats: int = 400) -> bool:
+    """Whether the main thread got to run Python code while another thread repeated `call`.
 
     With a huge switch interval, CPython never takes the GIL away from a running thread: the
-    main thread, waiting for the GIL, only gets it when the worker releases it. So the main thread
-    sees the call unfinished exactly when the call released the GIL (no timing involved)."""
-    started, finished = threading.Event(), []
+    main thread, waiting for the GIL, only gets it when the worker releases it. The worker holds
+    the GIL between calls, so the main thread sees the loop unfinished exactly when a call
+    released the GIL. (Repeating the call gives the main thread many chances to be scheduled:
+    no timing assumption beyond "within `repeats` calls".)"""
+    started, stop, finished = threading.Event(), [], []
 
     def worker():
         started.set()
-        call()
+        for _ in range(repeats):
+            if stop:
+                break
+            call()
         finished.append(True)
 
     interval = sys.getswitchinterval()
@@ -145,24 +150,25 @@ def _other_thread_ran_during(call) -> bool:
         thread = threading.Thread(target=worker)
         thread.start()
         started.wait()
-        ran_during_call = not finished
+        ran_during_calls = not finished
+        stop.append(True)
     finally:
         sys.setswitchinterval(interval)
     thread.join()
     assert finished
-    return ran_during_call
+    return ran_during_calls
 
 
 def test_the_gil_check_detects_a_call_that_holds_the_gil():
     # The control: pure-Python work keeps the GIL, so the main thread cannot run during it.
-    assert not _other_thread_ran_during(lambda: sum(i * i for i in range(300_000)))
+    assert not _other_thread_ran_during(lambda: sum(i * i for i in range(3_000)))
 
 
 def test_the_kernels_release_the_gil():
-    """Each op runs without the GIL (a long call lets other Python threads progress)."""
-    increments = torch.randn(8, 300, 300, dtype=F64, generator=torch.Generator().manual_seed(0)) / 300
-    dx = torch.randn(8, 300, 3, dtype=F64) / 20
-    dy = torch.randn(8, 300, 3, dtype=F64) / 20
+    """Each op runs without the GIL: another Python thread progresses while it runs."""
+    increments = torch.randn(8, 100, 100, dtype=F64, generator=torch.Generator().manual_seed(0)) / 100
+    dx = torch.randn(8, 100, 3, dtype=F64) / 20
+    dy = torch.randn(8, 100, 3, dtype=F64) / 20
     seed = torch.ones(8, dtype=F64)
     calls = {
         "goursat": lambda: op.goursat(increments, [1, 1], False, 1),
@@ -172,7 +178,7 @@ def test_the_kernels_release_the_gil():
     }
     leaf = increments.clone().requires_grad_()
     value = op.goursat(leaf, [1, 1], False, 1).sum()
-    calls["autograd backward"] = lambda: value.backward()
+    calls["autograd backward"] = lambda: value.backward(retain_graph=True)
     for name, call in calls.items():
         assert _other_thread_ran_during(call), name
 

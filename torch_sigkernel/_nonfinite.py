@@ -10,15 +10,16 @@ from __future__ import annotations
 import torch
 
 
-def nonfinite_pairs_to_nan(increments: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Increments ``(B, m1, m2)`` with every pair whose paths ``x (B, L1, d)``, ``y (B, L2, d)`` hold
-    a NaN or Inf made NaN. A bounded static kernel (RBF, Matérn, rational quadratic) maps an
-    infinite point to κ = 0, and a polynomial kernel of degree 0 maps anything to a constant, so
-    without this a non-finite input could give a finite kernel. Adding 0 leaves finite pairs'
-    increments (and their gradients) unchanged."""
+def nan_for_nonfinite_pairs(values: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``values`` of the pairs (x_b, y_b) — kernels (B,), grids (B, n1, n2) or backward seeds — made
+    NaN for every pair whose paths x (B, L1, d), y (B, L2, d) hold a NaN or Inf. Without this a
+    bounded static kernel (RBF, Matérn, rational quadratic) maps an infinite point to κ = 0, a
+    degree-0 polynomial is constant, and a path of one point has no increments: a non-finite
+    input could give a finite kernel. Adding 0 changes no other value, nor any gradient; the
+    cost is one pass over the paths and one over the values."""
     finite = torch.isfinite(x).flatten(1).all(dim=1) & torch.isfinite(y).flatten(1).all(dim=1)
-    poison = torch.where(finite, torch.zeros_like(finite, dtype=increments.dtype), float("nan"))
-    return increments + poison.unsqueeze(-1).unsqueeze(-1)
+    poison = torch.where(finite, torch.zeros_like(finite, dtype=values.dtype), float("nan"))
+    return values + poison.reshape([-1] + [1] * (values.dim() - 1))
 
 
 def normalize_kernel(k: torch.Tensor, k_xx: torch.Tensor, k_yy: torch.Tensor) -> torch.Tensor:

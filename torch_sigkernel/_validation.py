@@ -193,22 +193,24 @@ def check_grid_size(
         )
     # The forward keeps one refined row per pair lane (32 lanes at most) and thread; the ops
     # check their exact workspace themselves (RuntimeError), this is the early, Python-side check.
+    # (Not while torch.compile traces: the check reads files, and formatting symbolic sizes
+    # would specialise them.)
     if torch.compiler.is_compiling():
-        return  # check_memory reads files; formatting symbolic sizes would specialise them
-
-    def describe(needed: int, available: int) -> str:
-        if grid:
-            what = f"return_grid=True needs {needed} bytes ({batch} pairs, grid {n1} x {n2}"
-            what += f", {grid_copies} copies)" if grid_copies > 1 else ")"
-        else:
-            what = f"the solver's working rows need {needed} bytes (grid {n1} x {n2})"
-        return (
+        return
+    if grid:
+        needed = grid_copies * batch * n1 * n2 * itemsize
+        copies = f", {grid_copies} copies" if grid_copies > 1 else ""
+        what = f"return_grid=True needs {needed} bytes ({batch} pairs, grid {n1} x {n2}{copies})"
+    else:
+        needed = min(n1, n2) * itemsize * 32
+        what = f"the solver's working rows need {needed} bytes (grid {n1} x {n2})"
+    check_memory(
+        needed,
+        lambda needed, available: (
             f"dyadic_order {tuple(dyadic_order)} is too large: {what}, more than the {available} bytes "
             "of memory available"
-        )
-
-    needed = grid_copies * batch * n1 * n2 * itemsize if grid else min(n1, n2) * itemsize * 32
-    check_memory(needed, describe)
+        ),
+    )
 
 
 def check_derivs_shape(derivs: torch.Tensor, expected: Tuple[int, ...], return_grid: bool) -> None:

@@ -15,16 +15,14 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 
 from . import _validation as V
-from ._nonfinite import nonfinite_pairs_to_nan, normalize_kernel
+from ._nonfinite import nan_for_nonfinite_pairs, normalize_kernel
 from ._numpy import numpy_adapter
-from .static_kernels import LinearKernel, ScaledLinearKernel, StaticKernel, double_difference
+from .static_kernels import LinearKernel, StaticKernel, double_difference
 from .transforms import apply_transforms, check_transform_args
 
 KernelLike = Union[StaticKernel, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], None]
 
 _DEFAULT_KERNEL = LinearKernel()
-# Kernels whose increments are products of path increments (see _increments).
-_PRODUCT_KERNELS = (LinearKernel, ScaledLinearKernel)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,10 +50,7 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
         )
     # A user kernel may compute in another precision (e.g. a float64 parameter): the PDE
     # runs in the paths' dtype.
-    increments = increments.to(x.dtype)
-    if kernel is None or type(kernel) in _PRODUCT_KERNELS:
-        return increments  # products of path increments: NaN/Inf inputs propagate by themselves
-    return nonfinite_pairs_to_nan(increments, x, y)
+    return increments.to(x.dtype)
 
 
 def _linear_factors(
@@ -160,9 +155,11 @@ class _Prepared:
         factors = _linear_factors(static_kernel, x, y)
         if factors is not None:
             dx, dy = factors
-            return torch.ops.sigkernel.goursat_linear(dx, dy, list(self.orders), return_grid, self.n_jobs)
-        increments = _increments(static_kernel, x, y)
-        return torch.ops.sigkernel.goursat(increments, list(self.orders), return_grid, self.n_jobs)
+            out = torch.ops.sigkernel.goursat_linear(dx, dy, list(self.orders), return_grid, self.n_jobs)
+        else:
+            increments = _increments(static_kernel, x, y)
+            out = torch.ops.sigkernel.goursat(increments, list(self.orders), return_grid, self.n_jobs)
+        return nan_for_nonfinite_pairs(out, x, y)  # NaN/Inf inputs: NaN, whatever the kernel (SPEC §4)
 
 
 @numpy_adapter(["path1", "path2"])
@@ -270,6 +267,7 @@ def sig_kernel_backprop(
         factors = _linear_factors(static_kernel, x_flat, y_flat)
         inputs = factors if factors is not None else (_increments(static_kernel, x_flat, y_flat),)
     seed = derivs.reshape((prep.batch, prep.n1, prep.n2) if return_grid else (prep.batch,))
+    seed = nan_for_nonfinite_pairs(seed, x_flat.detach(), y_flat.detach())  # as the forward: NaN
     grid = None if k_grid is None else k_grid.reshape(prep.batch, prep.n1, prep.n2)
     orders = list(prep.orders)
     if factors is not None:

@@ -19,10 +19,10 @@ from typing import Callable, List, Optional, Union
 import torch
 
 from . import _validation as V
-from ._nonfinite import nonfinite_pairs_to_nan, normalize_kernel
+from ._nonfinite import nan_for_nonfinite_pairs, normalize_kernel
 from .gram import assemble_gram, check_max_batch, pair_indices
 from .metrics import off_diagonal_mean
-from .static_kernels import LinearKernel, ScaledLinearKernel, StaticKernel, double_difference
+from .static_kernels import LinearKernel, StaticKernel, double_difference
 from .transforms import apply_transforms
 
 __all__ = ["SigKernel", "SigKernelGram", "SigMMD", "SigScore"]
@@ -95,9 +95,6 @@ class _SigKernelBase(torch.nn.Module):
         V.check_n_jobs(n_jobs)
         check_max_batch(max_batch)
         self.static_kernel = _as_static_kernel(static_kernel)
-        # Products of path increments propagate NaN/Inf inputs by themselves; other kernels'
-        # increments are made NaN for pairs with non-finite points (as in sig_kernel).
-        self.product_increments = type(self.static_kernel) in (LinearKernel, ScaledLinearKernel)
         self.time_aug = time_aug
         self.lead_lag = lead_lag
         self.end_time = V.check_end_time(end_time)
@@ -121,11 +118,11 @@ class _SigKernelBase(torch.nn.Module):
         """k(x_b, y_b) for transformed, flattened pairs (B, L, d)."""
         factors = self.static_kernel.linear_factors(x, y)
         if factors is not None:
-            return torch.ops.sigkernel.goursat_linear(factors[0], factors[1], self.dyadic_order, False, self.n_jobs)
-        increments = self.static_kernel.increments(x, y).to(x.dtype)
-        if not self.product_increments:
-            increments = nonfinite_pairs_to_nan(increments, x, y)
-        return torch.ops.sigkernel.goursat(increments, self.dyadic_order, False, self.n_jobs)
+            k = torch.ops.sigkernel.goursat_linear(factors[0], factors[1], self.dyadic_order, False, self.n_jobs)
+        else:
+            increments = self.static_kernel.increments(x, y).to(x.dtype)
+            k = torch.ops.sigkernel.goursat(increments, self.dyadic_order, False, self.n_jobs)
+        return nan_for_nonfinite_pairs(k, x, y)  # NaN/Inf inputs: NaN, as in sig_kernel
 
     def _gram(self, x: torch.Tensor, y: torch.Tensor, symmetric: bool) -> torch.Tensor:
         """(N1, N2) Gram of transformed, flattened batches; one triangle if `symmetric`."""

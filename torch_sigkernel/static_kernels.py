@@ -45,24 +45,38 @@ def _max_value(dtype: torch.dtype) -> float:
     return 3.4028234663852886e38 if dtype == torch.float32 else 1.7976931348623157e308
 
 
-def _distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """‖x_s − y_t‖ ``(B, L1, L2)`` from coordinate differences (not the matmul expansion): exact
-    for nearby points and far from the origin; torch.cdist's gradient at r = 0 is 0 (no NaN).
+def _min_normal(dtype: torch.dtype) -> float:
+    """The smallest positive normal float32 or float64 value."""
+    return 1.1754943508222875e-38 if dtype == torch.float32 else 2.2250738585072014e-308
 
-    Each pair's points are divided by a power of two near their largest coordinate, and the
-    distances multiplied back: exact (the same bits as plain cdist) wherever plain cdist's sum of
-    squares neither overflows nor underflows, and free of both otherwise (cdist alone returns
-    inf, and then NaN gradients, for coordinates beyond ~1e154 in float64 or ~1e19 in float32).
-    A distance beyond the floating-point range is returned as the largest finite value, with a
-    zero gradient, so that κ = 0 there has finite gradients too."""
+
+def _scaled_distances(x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(r / s, s): the distances ‖x_s − y_t‖ ``(B, L1, L2)`` divided by a power of two s ``(B, 1, 1)``
+    near each pair's largest coordinate, computed from coordinate differences of the divided
+    points (not the matmul expansion: exact for nearby points and far from the origin;
+    torch.cdist's gradient at r = 0 is 0, no NaN).
+
+    Plain cdist's sum of squares overflows for coordinates beyond ~1e154 (float64) or ~1e19
+    (float32), giving r = inf and then NaN gradients; r / s never overflows nor underflows, and
+    dividing by a power of two is exact, so r / s · s has the same bits as plain cdist wherever
+    cdist neither overflows nor underflows. The kernels fold s into their own per-pair constants
+    (no extra pass over the (B, L1, L2) values)."""
     big = torch.maximum(
-        x.detach().abs().amax(dim=[-2, -1], keepdim=True), y.detach().abs().amax(dim=[-2, -1], keepdim=True)
+        torch.linalg.vector_norm(x.detach(), float("inf"), dim=[-2, -1], keepdim=True),
+        torch.linalg.vector_norm(y.detach(), float("inf"), dim=[-2, -1], keepdim=True),
     )
-    usable = torch.isfinite(big) & (big > 0)
-    ones = torch.ones_like(big)
-    scale = torch.where(usable, torch.exp2(torch.floor(torch.log2(torch.where(usable, big, ones)))), ones)
-    distances = torch.cdist(x / scale, y / scale, compute_mode="donot_use_mm_for_euclid_dist") * scale
-    return distances.clamp(max=_max_value(x.dtype))
+    # s = 2^⌊log2 big⌋ ≤ big < 2s; big = 0 gives the smallest subnormal and big = inf the largest
+    # power of two (non-finite points stay non-finite; NaN gives NaN).
+    low, high = (2.0**-149, 2.0**127) if x.dtype == torch.float32 else (2.0**-1074, 2.0**1023)
+    scale = torch.exp2(torch.floor(torch.log2(big.clamp(min=low, max=high))))
+    return torch.cdist(x / scale, y / scale, compute_mode="donot_use_mm_for_euclid_dist"), scale
+
+
+def _distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """‖x_s − y_t‖ ``(B, L1, L2)`` without overflow (see _scaled_distances); a distance beyond the
+    floating-point range is the largest finite value, with a zero gradient."""
+    scaled, scale = _scaled_distances(x, y)
+    return (scaled * scale).clamp(max=_max_value(x.dtype))
 
 
 def _clamp_matern_u(u: torch.Tensor) -> torch.Tensor:
@@ -70,6 +84,14 @@ def _clamp_matern_u(u: torch.Tensor) -> torch.Tensor:
     (1 + u + ...)·e^−u exactly 0 (not inf · 0 = NaN) for far-apart points, with a zero gradient,
     and changes nothing below."""
     return u.clamp(max=2048.0)
+
+
+def _per_pair_factor(constant: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """constant · scale (B, 1, 1) kept finite: exact (scale is a power of two) unless it overflows,
+    where ±(largest float) stands in for ±inf, so that 0 · factor stays 0 (repeated points) and
+    gradients through it stay finite."""
+    limit = _max_value(x.dtype)
+    return (constant * scale).clamp(min=-limit, max=limit)
 
 
 def _format_hyperparameter(value: object) -> str:
@@ -194,9 +216,10 @@ class RBFKernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        r = _distances(x, y)
-        # r·r, not r.square(): square's backward 2·r·grad overflows to inf · 0 = NaN for r > max/2.
-        return torch.exp(r * r * (-1.0 / _as_tensor(self.sigma, x)))
+        # exp(−r²/σ) = exp((r/s)² · (−s²/σ)): the same bits as with r itself (s a power of two).
+        scaled, scale = _scaled_distances(x, y)
+        factor = _per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale * scale, x)
+        return torch.exp(scaled * scaled * factor)
 
 
 class PolynomialKernel(StaticKernel):
@@ -229,7 +252,8 @@ class Matern12Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.exp(_distances(x, y) * (-1.0 / _as_tensor(self.sigma, x)))
+        scaled, scale = _scaled_distances(x, y)
+        return torch.exp(scaled * _per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale, x))
 
 
 class Matern32Kernel(StaticKernel):
@@ -240,7 +264,8 @@ class Matern32Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        u = _clamp_matern_u(_distances(x, y) * (math.sqrt(3.0) / _as_tensor(self.sigma, x)))
+        scaled, scale = _scaled_distances(x, y)
+        u = _clamp_matern_u(scaled * _per_pair_factor(math.sqrt(3.0) / _as_tensor(self.sigma, x), scale, x))
         return (1.0 + u) * torch.exp(-u)
 
 
@@ -252,7 +277,8 @@ class Matern52Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        u = _clamp_matern_u(_distances(x, y) * (math.sqrt(5.0) / _as_tensor(self.sigma, x)))
+        scaled, scale = _scaled_distances(x, y)
+        u = _clamp_matern_u(scaled * _per_pair_factor(math.sqrt(5.0) / _as_tensor(self.sigma, x), scale, x))
         return (1.0 + u + u * u / 3.0) * torch.exp(-u)
 
 
@@ -267,6 +293,8 @@ class RationalQuadraticKernel(StaticKernel):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         sigma = _as_tensor(self.sigma, x)
         alpha = _as_tensor(self.alpha, x)
-        r = _distances(x, y)
-        base = 1.0 + r * r / (2.0 * alpha * sigma * sigma)  # r·r: see RBFKernel
+        # r²/(2ασ²) = (r/s)² / (2ασ²/s²), kept away from 0/0 where 2ασ²/s² would underflow.
+        scaled, scale = _scaled_distances(x, y)
+        denominator = ((2.0 * alpha * sigma * sigma) / (scale * scale)).clamp(min=_min_normal(x.dtype))
+        base = 1.0 + scaled * scaled / denominator
         return base.pow(-alpha)
