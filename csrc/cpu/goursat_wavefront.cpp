@@ -18,6 +18,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -143,6 +144,28 @@ struct WaveIsa {
 
 int64_t acquire(const int64_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
+// Memory for `elems` T, 64-byte aligned, kept by the calling thread for its next calls up to
+// kKeptBytes (fresh pages fault on first touch: for small pairs that costs as much as the
+// solve); larger requests get their own, in `owned`.
+constexpr int64_t kKeptBytes = int64_t(32) << 20;
+
+template <typename T>
+T* workspace(int64_t elems, std::unique_ptr<T[]>& owned) {
+  const int64_t bytes = elems * int64_t(sizeof(T)) + 64;
+  if (bytes > kKeptBytes) {
+    owned.reset(new T[static_cast<size_t>(elems)]);
+    return owned.get();
+  }
+  thread_local std::unique_ptr<char[]> kept;
+  thread_local int64_t kept_bytes = 0;
+  if (bytes > kept_bytes) {
+    kept.reset(new char[static_cast<size_t>(bytes)]);
+    kept_bytes = bytes;
+  }
+  const uintptr_t at = (reinterpret_cast<uintptr_t>(kept.get()) + 63) & ~uintptr_t(63);
+  return reinterpret_cast<T*>(at);
+}
+
 void pause_or_yield(int64_t& idle) {
   if (++idle < 64) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -247,14 +270,16 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   const int64_t n_adj = backward ? plan.n_blocks : 0;
   const int64_t n_tiles = n_fwd + n_adj;
   const int64_t H = group * C;  // chains
-  std::vector<T> k_cols(static_cast<size_t>(H * n1));
-  std::vector<T> adj_cols(static_cast<size_t>(backward ? H * n1 : 0));
+  // Scratch of every chain, then the column buffers (none needs zeroing).
+  const int64_t stride = (elems + 15) / 16 * 16;
+  std::unique_ptr<T[]> owned;
+  T* memory = workspace<T>(H * stride + (backward ? 2 : 1) * H * n1, owned);
+  T* k_cols = memory + H * stride;
+  T* adj_cols = backward ? k_cols + H * n1 : nullptr;
   std::vector<int64_t> counters(static_cast<size_t>(2 * group * (C + 1) * kWaveCounterStride));
   std::vector<int64_t> states(static_cast<size_t>(H * kWaveStateElems));
   std::vector<int64_t> tiles(static_cast<size_t>(H * kWaveCounterStride));
-  std::vector<std::unique_ptr<T[]>> scratch(static_cast<size_t>(H));
-  for (auto& s : scratch) s.reset(new T[static_cast<size_t>(elems)]);
-  WaveShared<T> sh{k_cols.data(), adj_cols.data(), counters.data(),
+  WaveShared<T> sh{k_cols, adj_cols, counters.data(),
                    counters.data() + group * (C + 1) * kWaveCounterStride, 0};
   // Whether tile j of chain h, given the state of the upstream chain u, can start freely (2),
   // only following u's running tile (1), or not yet (0).
@@ -276,7 +301,7 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
     std::fill(counters.begin(), counters.end(), int64_t(0));
     auto run = [&](int64_t h, int64_t j) {
       const int64_t b = g0 + h / C, c = h % C;
-      T* buf = scratch[h].get();
+      T* buf = memory + h * stride;
       int64_t* state = states.data() + h * kWaveStateElems;
       if (j < n_fwd) {
         isa.forward(pr, plan, sh, backward, c, b, j, buf, state);
