@@ -1,17 +1,18 @@
 // Data shared by the wavefront driver (goursat_wavefront.cpp) and its per-ISA kernels
-// (goursat_wavefront.inc). Plain aggregates and declarations only, like goursat_cpu.h.
+// (goursat_wavefront.inc): plain aggregates, declarations and two index helpers.
 //
-// The wavefront splits ONE pair over threads and SIMD lanes. In the solving orientation
-// (rows of length n2), the cell columns are cut into `chunks` chunks (one per thread), each
-// into `width` lanes of `lane_cols` coarse columns (S = lane_cols·2^λ2 refined columns).
+// The wavefront splits a pair over threads and SIMD lanes, for calls with few pairs (where the
+// lane blocks would leave lanes and threads idle). In the solving orientation (rows of length
+// n2), the cell columns are cut into `chunks` chunks (about two per thread, over the pairs),
+// each into `width` lanes of `lane_cols` coarse columns (S = lane_cols·2^λ2 refined columns).
 // A chunk sweeps "steps": at step r, lane w computes the refined cell row r − w·skew
 // (skew = 2^λ1, so every lane switches coarse rows at the same step), taking its left
 // boundary node from lane w−1's last node of `skew` steps before; all lanes of a step run
 // as one SIMD pack, so every node is the same cell_update of the same operands as in the
 // lane blocks. Chunk c takes the K column on its left edge from chunk c−1 (and, in the
 // adjoint, the K̄ column right of its right edge from chunk c+1) through `WaveShared`.
-// A chunk's sweep is cut into tiles of steps that any thread may run once its inputs are
-// published (goursat_wavefront.cpp schedules them).
+// A chunk's sweep (per pair: forward tiles, then in the backward adjoint tiles) is a chain of
+// tiles that any thread may run in turn (goursat_wavefront.cpp schedules them).
 #pragma once
 
 #include <cstdint>
