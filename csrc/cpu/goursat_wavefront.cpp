@@ -29,10 +29,11 @@
 namespace sigkernel {
 namespace cpu {
 
-int64_t wave_wait(const int64_t* counter, int64_t target) {
+int64_t wave_wait(const int64_t* counter, int64_t target, int64_t patience) {
+  const int64_t yields = patience > 0 ? 8 : 0;
   int64_t seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
-  for (int spin = 0; seen < target; ++spin) {
-    if (spin < 256) {
+  for (int64_t spin = 0; seen < target && spin < patience + yields; ++spin) {
+    if (spin < patience) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
@@ -114,27 +115,23 @@ WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, i
   p.batches = std::min<int64_t>(kWaveMaxBatches,
                                 ((p.block + p.skew - 1) / p.skew + 2 + kPer - 1) / kPer + 2);
   p.prefetch = 2;
+  // About 20 µs of spinning: a running neighbour publishes every few µs. (Stress: none.)
+  p.patience = stress ? 0 : 2048;
   return p;
 }
 
 template <typename T>
 struct WaveIsa {
   bool avx2;
-  void forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, bool backward,
+  bool forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, bool backward,
                int64_t c, int64_t b, int64_t k, T* scratch, int64_t* state) const {
-    if (avx2) {
-      avx2::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state);
-    } else {
-      generic::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state);
-    }
+    return avx2 ? avx2::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state)
+                : generic::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state);
   }
-  void adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, int64_t c,
+  bool adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, int64_t c,
                int64_t b, int64_t k, T* scratch, int64_t* state) const {
-    if (avx2) {
-      avx2::wave_adjoint(pr, plan, sh, c, b, k, scratch, state);
-    } else {
-      generic::wave_adjoint(pr, plan, sh, c, b, k, scratch, state);
-    }
+    return avx2 ? avx2::wave_adjoint(pr, plan, sh, c, b, k, scratch, state)
+                : generic::wave_adjoint(pr, plan, sh, c, b, k, scratch, state);
   }
   int64_t scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward) const {
     return avx2 ? avx2::wave_scratch_elems(pr, plan, backward)
@@ -179,10 +176,12 @@ void pause_or_yield(int64_t& idle) {
 // Runs tiles 0..n−1 of every chain h < H, each chain's in order, on `workers` threads (see the
 // file comment). state[h·kS] = 2·(next tile) + (1 if it is running); level(h, k) says whether
 // tile k of chain h can start: 0 not yet, 1 if it would wait on a running tile, 2 freely
-// (monotone: never decreases).
+// (monotone while that tile runs); run(h, k) returns false if the tile stopped early (a wait
+// timed out), to be run again (it resumes where it stopped). follow_first (stress tests):
+// prefer tiles that wait.
 template <typename Level, typename Run>
 void run_tiles(int64_t H, int64_t n, int64_t workers, std::vector<int64_t>& state,
-               const Level& level, const Run& run) {
+               const Level& level, const Run& run, bool follow_first) {
   constexpr int64_t kS = kWaveCounterStride;
   std::fill(state.begin(), state.end(), int64_t(0));
   int64_t remaining = H * n;
@@ -195,7 +194,8 @@ void run_tiles(int64_t H, int64_t n, int64_t workers, std::vector<int64_t>& stat
         if ((s & 1) != 0 || (s >> 1) >= n) continue;
         const int64_t k = s >> 1;
         if (best_level == 2 && k >= best_k) continue;
-        const int lv = level(h, k);
+        int lv = level(h, k);
+        if (follow_first && lv > 0) lv = 3 - lv;
         if (lv > best_level || (lv == best_level && lv > 0 && k < best_k)) {
           best = h;
           best_k = k;
@@ -208,10 +208,14 @@ void run_tiles(int64_t H, int64_t n, int64_t workers, std::vector<int64_t>& stat
         pause_or_yield(idle);
         continue;
       }
-      run(best, best_k);
-      __atomic_store_n(&state[best * kS], 2 * (best_k + 1), __ATOMIC_RELEASE);
-      __atomic_fetch_sub(&remaining, 1, __ATOMIC_RELEASE);
-      idle = 0;
+      if (run(best, best_k)) {
+        __atomic_store_n(&state[best * kS], 2 * (best_k + 1), __ATOMIC_RELEASE);
+        __atomic_fetch_sub(&remaining, 1, __ATOMIC_RELEASE);
+        idle = 0;
+      } else {
+        __atomic_store_n(&state[best * kS], 2 * best_k, __ATOMIC_RELEASE);
+        pause_or_yield(idle);
+      }
     }
   });
 }
@@ -303,13 +307,10 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
       const int64_t b = g0 + h / C, c = h % C;
       T* buf = memory + h * stride;
       int64_t* state = states.data() + h * kWaveStateElems;
-      if (j < n_fwd) {
-        isa.forward(pr, plan, sh, backward, c, b, j, buf, state);
-      } else {
-        isa.adjoint(pr, plan, sh, c, b, j - n_fwd, buf, state);
-      }
+      return j < n_fwd ? isa.forward(pr, plan, sh, backward, c, b, j, buf, state)
+                       : isa.adjoint(pr, plan, sh, c, b, j - n_fwd, buf, state);
     };
-    run_tiles(pairs * C, n_tiles, workers, tiles, level, run);
+    run_tiles(pairs * C, n_tiles, workers, tiles, level, run, stress);
   }
   return true;
 }

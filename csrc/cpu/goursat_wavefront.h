@@ -37,6 +37,7 @@ struct WavePlan {
                       // recomputation and the adjoint)
   int64_t publish;    // progress is published every `publish` steps
   int64_t prefetch;   // increments are prefetched this many batches ahead
+  int64_t patience;   // a wait for a neighbour spins this many times (then yields a few)
 };
 
 // Tiles are offset by `lag` per chunk so that tile k of a chunk reads only what tile k of its
@@ -78,22 +79,24 @@ struct WaveShared {
   int64_t pair0;  // first pair of the group run by this parallel region
 };
 
-// Blocks until *counter >= target (spinning, then yielding); returns the value seen. Only
-// ever called on a counter that a tile in progress on another thread will advance.
-int64_t wave_wait(const int64_t* counter, int64_t target);
+// Waits for *counter >= target, a little (spinning, then yielding): returns the value seen,
+// short of target if the wait timed out (the thread advancing the counter may be preempted;
+// the waiting tile then stops, to be resumed, and its thread takes other work).
+int64_t wave_wait(const int64_t* counter, int64_t target, int64_t patience);
 
 // Per-ISA entry points (goursat_lanes_<isa>.cpp). A chunk's tiles run in order, on any thread,
 // each once its upstream neighbour's tile of the same index is running or done (the caller
 // checks; the tile then waits for each row it reads):
 // wave_forward runs forward tile `k` of chunk `chunk` of pair `pair` (the forward op; with
 // `backward`, the backward's first pass, which keeps checkpoints in `scratch`); wave_adjoint
-// runs adjoint tile `k` of that chunk (wave_block_steps).
+// runs adjoint tile `k` of that chunk (wave_block_steps). Both return false if a wait timed
+// out: the tile stopped before a step, and its next call resumes there.
 #define SIGKERNEL_DECLARE_WAVE_ENTRY(isa, T)                                             \
   namespace isa {                                                                        \
-  void wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
+  bool wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
                     bool backward, int64_t chunk, int64_t pair, int64_t k, T* scratch,   \
                     int64_t* state);                                                     \
-  void wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
+  bool wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
                     int64_t chunk, int64_t pair, int64_t k, T* scratch, int64_t* state); \
   int64_t wave_scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward); \
   }
