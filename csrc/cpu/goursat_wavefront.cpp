@@ -18,6 +18,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -28,10 +29,11 @@
 namespace sigkernel {
 namespace cpu {
 
-int64_t wave_wait(const int64_t* counter, int64_t target) {
+int64_t wave_wait(const int64_t* counter, int64_t target, int64_t patience) {
+  const int64_t yields = patience > 0 ? 8 : 0;
   int64_t seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
-  for (int spin = 0; seen < target; ++spin) {
-    if (spin < 256) {
+  for (int64_t spin = 0; seen < target && spin < patience + yields; ++spin) {
+    if (spin < patience) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
@@ -113,27 +115,23 @@ WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, i
   p.batches = std::min<int64_t>(kWaveMaxBatches,
                                 ((p.block + p.skew - 1) / p.skew + 2 + kPer - 1) / kPer + 2);
   p.prefetch = 2;
+  // About 20 µs of spinning: a running neighbour publishes every few µs. (Stress: none.)
+  p.patience = stress ? 0 : 2048;
   return p;
 }
 
 template <typename T>
 struct WaveIsa {
   bool avx2;
-  void forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, bool backward,
+  bool forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, bool backward,
                int64_t c, int64_t b, int64_t k, T* scratch, int64_t* state) const {
-    if (avx2) {
-      avx2::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state);
-    } else {
-      generic::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state);
-    }
+    return avx2 ? avx2::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state)
+                : generic::wave_forward(pr, plan, sh, backward, c, b, k, scratch, state);
   }
-  void adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, int64_t c,
+  bool adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, int64_t c,
                int64_t b, int64_t k, T* scratch, int64_t* state) const {
-    if (avx2) {
-      avx2::wave_adjoint(pr, plan, sh, c, b, k, scratch, state);
-    } else {
-      generic::wave_adjoint(pr, plan, sh, c, b, k, scratch, state);
-    }
+    return avx2 ? avx2::wave_adjoint(pr, plan, sh, c, b, k, scratch, state)
+                : generic::wave_adjoint(pr, plan, sh, c, b, k, scratch, state);
   }
   int64_t scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward) const {
     return avx2 ? avx2::wave_scratch_elems(pr, plan, backward)
@@ -142,6 +140,28 @@ struct WaveIsa {
 };
 
 int64_t acquire(const int64_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+// Memory for `elems` T, 64-byte aligned, kept by the calling thread for its next calls up to
+// kKeptBytes (fresh pages fault on first touch: for small pairs that costs as much as the
+// solve); larger requests get their own, in `owned`.
+constexpr int64_t kKeptBytes = int64_t(32) << 20;
+
+template <typename T>
+T* workspace(int64_t elems, std::unique_ptr<T[]>& owned) {
+  const int64_t bytes = elems * int64_t(sizeof(T)) + 64;
+  if (bytes > kKeptBytes) {
+    owned.reset(new T[static_cast<size_t>(elems)]);
+    return owned.get();
+  }
+  thread_local std::unique_ptr<char[]> kept;
+  thread_local int64_t kept_bytes = 0;
+  if (bytes > kept_bytes) {
+    kept.reset(new char[static_cast<size_t>(bytes)]);
+    kept_bytes = bytes;
+  }
+  const uintptr_t at = (reinterpret_cast<uintptr_t>(kept.get()) + 63) & ~uintptr_t(63);
+  return reinterpret_cast<T*>(at);
+}
 
 void pause_or_yield(int64_t& idle) {
   if (++idle < 64) {
@@ -156,10 +176,12 @@ void pause_or_yield(int64_t& idle) {
 // Runs tiles 0..n−1 of every chain h < H, each chain's in order, on `workers` threads (see the
 // file comment). state[h·kS] = 2·(next tile) + (1 if it is running); level(h, k) says whether
 // tile k of chain h can start: 0 not yet, 1 if it would wait on a running tile, 2 freely
-// (monotone: never decreases).
+// (monotone while that tile runs); run(h, k) returns false if the tile stopped early (a wait
+// timed out), to be run again (it resumes where it stopped). follow_first (stress tests):
+// prefer tiles that wait.
 template <typename Level, typename Run>
 void run_tiles(int64_t H, int64_t n, int64_t workers, std::vector<int64_t>& state,
-               const Level& level, const Run& run) {
+               const Level& level, const Run& run, bool follow_first) {
   constexpr int64_t kS = kWaveCounterStride;
   std::fill(state.begin(), state.end(), int64_t(0));
   int64_t remaining = H * n;
@@ -172,7 +194,8 @@ void run_tiles(int64_t H, int64_t n, int64_t workers, std::vector<int64_t>& stat
         if ((s & 1) != 0 || (s >> 1) >= n) continue;
         const int64_t k = s >> 1;
         if (best_level == 2 && k >= best_k) continue;
-        const int lv = level(h, k);
+        int lv = level(h, k);
+        if (follow_first && lv > 0) lv = 3 - lv;
         if (lv > best_level || (lv == best_level && lv > 0 && k < best_k)) {
           best = h;
           best_k = k;
@@ -185,10 +208,14 @@ void run_tiles(int64_t H, int64_t n, int64_t workers, std::vector<int64_t>& stat
         pause_or_yield(idle);
         continue;
       }
-      run(best, best_k);
-      __atomic_store_n(&state[best * kS], 2 * (best_k + 1), __ATOMIC_RELEASE);
-      __atomic_fetch_sub(&remaining, 1, __ATOMIC_RELEASE);
-      idle = 0;
+      if (run(best, best_k)) {
+        __atomic_store_n(&state[best * kS], 2 * (best_k + 1), __ATOMIC_RELEASE);
+        __atomic_fetch_sub(&remaining, 1, __ATOMIC_RELEASE);
+        idle = 0;
+      } else {
+        __atomic_store_n(&state[best * kS], 2 * best_k, __ATOMIC_RELEASE);
+        pause_or_yield(idle);
+      }
     }
   });
 }
@@ -269,14 +296,16 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   const int64_t n_adj = backward ? plan.n_blocks : 0;
   const int64_t n_tiles = n_fwd + n_adj;
   const int64_t H = group * C;  // chains
-  std::vector<T> k_cols(static_cast<size_t>(H * n1));
-  std::vector<T> adj_cols(static_cast<size_t>(backward ? H * n1 : 0));
+  // Scratch of every chain, then the column buffers (none needs zeroing).
+  const int64_t stride = (elems + 15) / 16 * 16;
+  std::unique_ptr<T[]> owned;
+  T* memory = workspace<T>(H * stride + (backward ? 2 : 1) * H * n1, owned);
+  T* k_cols = memory + H * stride;
+  T* adj_cols = backward ? k_cols + H * n1 : nullptr;
   std::vector<int64_t> counters(static_cast<size_t>(2 * group * (C + 1) * kWaveCounterStride));
   std::vector<int64_t> states(static_cast<size_t>(H * kWaveStateElems));
   std::vector<int64_t> tiles(static_cast<size_t>(H * kWaveCounterStride));
-  std::vector<std::unique_ptr<T[]>> scratch(static_cast<size_t>(H));
-  for (auto& s : scratch) s.reset(new T[static_cast<size_t>(elems)]);
-  WaveShared<T> sh{k_cols.data(), adj_cols.data(), counters.data(),
+  WaveShared<T> sh{k_cols, adj_cols, counters.data(),
                    counters.data() + group * (C + 1) * kWaveCounterStride, 0};
   // Whether tile j of chain h, given the state of the upstream chain u, can start freely (2),
   // only following u's running tile (1), or not yet (0).
@@ -298,15 +327,12 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
     std::fill(counters.begin(), counters.end(), int64_t(0));
     auto run = [&](int64_t h, int64_t j) {
       const int64_t b = g0 + h / C, c = h % C;
-      T* buf = scratch[h].get();
+      T* buf = memory + h * stride;
       int64_t* state = states.data() + h * kWaveStateElems;
-      if (j < n_fwd) {
-        isa.forward(pr, plan, sh, backward, c, b, j, buf, state);
-      } else {
-        isa.adjoint(pr, plan, sh, c, b, j - n_fwd, buf, state);
-      }
+      return j < n_fwd ? isa.forward(pr, plan, sh, backward, c, b, j, buf, state)
+                       : isa.adjoint(pr, plan, sh, c, b, j - n_fwd, buf, state);
     };
-    run_tiles(pairs * C, n_tiles, workers, tiles, level, run);
+    run_tiles(pairs * C, n_tiles, workers, tiles, level, run, stress);
   }
   return true;
 }

@@ -1,17 +1,18 @@
 // Data shared by the wavefront driver (goursat_wavefront.cpp) and its per-ISA kernels
-// (goursat_wavefront.inc). Plain aggregates and declarations only, like goursat_cpu.h.
+// (goursat_wavefront.inc): plain aggregates, declarations and two index helpers.
 //
-// The wavefront splits ONE pair over threads and SIMD lanes. In the solving orientation
-// (rows of length n2), the cell columns are cut into `chunks` chunks (one per thread), each
-// into `width` lanes of `lane_cols` coarse columns (S = lane_cols·2^λ2 refined columns).
+// The wavefront splits a pair over threads and SIMD lanes, for calls with few pairs (where the
+// lane blocks would leave lanes and threads idle). In the solving orientation (rows of length
+// n2), the cell columns are cut into `chunks` chunks (about two per thread, over the pairs),
+// each into `width` lanes of `lane_cols` coarse columns (S = lane_cols·2^λ2 refined columns).
 // A chunk sweeps "steps": at step r, lane w computes the refined cell row r − w·skew
 // (skew = 2^λ1, so every lane switches coarse rows at the same step), taking its left
 // boundary node from lane w−1's last node of `skew` steps before; all lanes of a step run
 // as one SIMD pack, so every node is the same cell_update of the same operands as in the
 // lane blocks. Chunk c takes the K column on its left edge from chunk c−1 (and, in the
 // adjoint, the K̄ column right of its right edge from chunk c+1) through `WaveShared`.
-// A chunk's sweep is cut into tiles of steps that any thread may run once its inputs are
-// published (goursat_wavefront.cpp schedules them).
+// A chunk's sweep (per pair: forward tiles, then in the backward adjoint tiles) is a chain of
+// tiles that any thread may run in turn (goursat_wavefront.cpp schedules them).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,7 @@ struct WavePlan {
                       // recomputation and the adjoint)
   int64_t publish;    // progress is published every `publish` steps
   int64_t prefetch;   // increments are prefetched this many batches ahead
+  int64_t patience;   // a wait for a neighbour spins this many times (then yields a few)
 };
 
 // Tiles are offset by `lag` per chunk so that tile k of a chunk reads only what tile k of its
@@ -77,22 +79,24 @@ struct WaveShared {
   int64_t pair0;  // first pair of the group run by this parallel region
 };
 
-// Blocks until *counter >= target (spinning, then yielding); returns the value seen. Only
-// ever called on a counter that a tile in progress on another thread will advance.
-int64_t wave_wait(const int64_t* counter, int64_t target);
+// Waits for *counter >= target, a little (spinning, then yielding): returns the value seen,
+// short of target if the wait timed out (the thread advancing the counter may be preempted;
+// the waiting tile then stops, to be resumed, and its thread takes other work).
+int64_t wave_wait(const int64_t* counter, int64_t target, int64_t patience);
 
 // Per-ISA entry points (goursat_lanes_<isa>.cpp). A chunk's tiles run in order, on any thread,
 // each once its upstream neighbour's tile of the same index is running or done (the caller
 // checks; the tile then waits for each row it reads):
 // wave_forward runs forward tile `k` of chunk `chunk` of pair `pair` (the forward op; with
 // `backward`, the backward's first pass, which keeps checkpoints in `scratch`); wave_adjoint
-// runs adjoint tile `k` of that chunk (wave_block_steps).
+// runs adjoint tile `k` of that chunk (wave_block_steps). Both return false if a wait timed
+// out: the tile stopped before a step, and its next call resumes there.
 #define SIGKERNEL_DECLARE_WAVE_ENTRY(isa, T)                                             \
   namespace isa {                                                                        \
-  void wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
+  bool wave_forward(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
                     bool backward, int64_t chunk, int64_t pair, int64_t k, T* scratch,   \
                     int64_t* state);                                                     \
-  void wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
+  bool wave_adjoint(const Problem<T>& pr, const WavePlan& plan, const WaveShared<T>& sh, \
                     int64_t chunk, int64_t pair, int64_t k, T* scratch, int64_t* state); \
   int64_t wave_scratch_elems(const Problem<T>& pr, const WavePlan& plan, bool backward); \
   }
