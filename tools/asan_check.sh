@@ -17,7 +17,7 @@ if [ -x .venv/bin/python ] && [ -z "${VIRTUAL_ENV:-}" ]; then
   source .venv/bin/activate
 fi
 PYTHON="${PYTHON:-python}"
-TESTS="${ASAN_TESTS:-test/test_ops.py test/test_linear_op.py test/test_sig_kernel.py test/test_backprop.py test/test_errors.py test/test_gram.py test/test_reliability.py test/test_properties.py}"
+TESTS="${ASAN_TESTS:-test/test_ops.py test/test_linear_op.py test/test_intrapair.py test/test_sig_kernel.py test/test_backprop.py test/test_errors.py test/test_gram.py test/test_reliability.py test/test_properties.py}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sigkernel_asan.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 start=$(date +%s)

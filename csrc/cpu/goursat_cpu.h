@@ -32,5 +32,15 @@ SIGKERNEL_DECLARE_LANE_ENTRY(generic)
 SIGKERNEL_DECLARE_LANE_ENTRY(avx2)
 #undef SIGKERNEL_DECLARE_LANE_ENTRY
 
+// Parallelism inside a pair (goursat_wavefront.cpp/.inc): solves the call with every pair
+// split across threads and SIMD lanes when that is worth it (few pairs, large grids) and
+// returns true; returns false to leave the call to the lane blocks. Bitwise identical
+// results either way.
+bool run_wavefront(const Problem<double>& pr, int64_t threads, bool backward, bool avx2);
+bool run_wavefront(const Problem<float>& pr, int64_t threads, bool backward, bool avx2);
+// Whether run_wavefront would take `pr` (from its sizes only).
+bool wavefront_wanted(const Problem<double>& pr, int64_t threads, bool backward, bool avx2);
+bool wavefront_wanted(const Problem<float>& pr, int64_t threads, bool backward, bool avx2);
+
 }  // namespace cpu
 }  // namespace sigkernel

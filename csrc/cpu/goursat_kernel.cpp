@@ -62,6 +62,7 @@ void check_increments_memory(const GoursatShape& s, int64_t element_size) {
 template <typename T>
 void run_blocks(const Problem<T>& pr, int64_t threads, bool backward, const GoursatShape& s) {
   if (pr.batch == 0) return;
+  if (run_wavefront(pr, threads, backward, use_avx2())) return;
   constexpr int kPer = lanes_per_vector<T>();
   const int max_vectors = backward ? 1 : (sizeof(T) == 8 ? 2 : 4);
   const int64_t per_thread = (pr.batch + threads - 1) / threads;
@@ -204,25 +205,26 @@ at::Tensor goursat_linear_cpu(const at::Tensor& dx, const at::Tensor& dy,
                               c10::IntArrayRef dyadic_order, bool return_grid, int64_t n_jobs) {
   const GoursatShape s = check_goursat_linear_args(dx, dy, dyadic_order, return_grid);
   const int64_t threads = resolve_num_threads(n_jobs);
-  if (!linear_in_kernel(s, dx.size(2), dx.element_size())) {
-    check_increments_memory(s, dx.element_size());
-    at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
-    AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear", [&] {
-      materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
-    });
-    return goursat_cpu(increments, dyadic_order, return_grid, n_jobs);
-  }
   check_grid_memory(s, return_grid, dx.element_size());
   at::Tensor out = return_grid ? at::empty({s.batch, s.n1, s.n2}, dx.options())
                                : at::empty({s.batch}, dx.options());
   if (s.batch == 0) return out;
   // No cells, or d = 0 (all increments 0, and empty factors may have no data pointer).
   if (s.m1 == 0 || s.m2 == 0 || dx.size(2) == 0) return out.fill_(1);
+  bool in_kernel = linear_in_kernel(s, dx.size(2), dx.element_size());
   AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear", [&] {
-    run_blocks(forward_problem<scalar_t>(s, dx, return_grid, out, dy), threads,
-               /*backward=*/false, s);
+    const Problem<scalar_t> pr = forward_problem<scalar_t>(s, dx, return_grid, out, dy);
+    // One pair split over threads (the wavefront) reads materialised increments.
+    in_kernel = in_kernel && !wavefront_wanted(pr, threads, /*backward=*/false, use_avx2());
+    if (in_kernel) run_blocks(pr, threads, /*backward=*/false, s);
   });
-  return out;
+  if (in_kernel) return out;
+  check_increments_memory(s, dx.element_size());
+  at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
+  AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear", [&] {
+    materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
+  });
+  return goursat_cpu(increments, dyadic_order, return_grid, n_jobs);
 }
 
 std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_cpu(
@@ -236,24 +238,25 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_cpu(
   at::Tensor dy_grad = at::empty(dy.sizes(), dy.options());
   if (s.batch == 0) return {dx_grad, dy_grad};
   if (s.m1 == 0 || s.m2 == 0 || dx.size(2) == 0) return {dx_grad.zero_(), dy_grad.zero_()};
-  if (!linear_in_kernel(s, dx.size(2), dx.element_size())) {
-    check_increments_memory(s, dx.element_size());
-    at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
-    AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
-      materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
-    });
-    const at::Tensor g =
-        goursat_backward_cpu(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
-    const bool transposed = backward_is_transposed(s, return_grid, grid.has_value());
-    AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
-      linear_grads_from_increment_grads<scalar_t>(g, dx, dy, transposed, dx_grad, dy_grad, threads);
-    });
-    return {dx_grad, dy_grad};
-  }
   const at::Tensor seed = return_grid ? grad_output : grad_output.contiguous();
+  bool in_kernel = linear_in_kernel(s, dx.size(2), dx.element_size());
   AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
-    run_blocks(backward_problem<scalar_t>(s, dx, return_grid, seed, grid, dx_grad, dy, dy_grad),
-               threads, /*backward=*/true, s);
+    const Problem<scalar_t> pr =
+        backward_problem<scalar_t>(s, dx, return_grid, seed, grid, dx_grad, dy, dy_grad);
+    in_kernel = in_kernel && !wavefront_wanted(pr, threads, /*backward=*/true, use_avx2());
+    if (in_kernel) run_blocks(pr, threads, /*backward=*/true, s);
+  });
+  if (in_kernel) return {dx_grad, dy_grad};
+  check_increments_memory(s, dx.element_size());
+  at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
+  AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
+    materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
+  });
+  const at::Tensor g =
+      goursat_backward_cpu(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
+  const bool transposed = backward_is_transposed(s, return_grid, grid.has_value());
+  AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
+    linear_grads_from_increment_grads<scalar_t>(g, dx, dy, transposed, dx_grad, dy_grad, threads);
   });
   return {dx_grad, dy_grad};
 }

@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "goursat_cpu.h"
+#include "goursat_wavefront.h"
 
 // Everything below, goursat.h included, is compiled for AVX2 (and only reached after a
 // runtime CPU check); it all has internal linkage but the entry points, so no AVX2 code can
@@ -12,3 +13,4 @@
 
 #define SIGKERNEL_ISA avx2
 #include "goursat_lanes.inc"
+#include "goursat_wavefront.inc"

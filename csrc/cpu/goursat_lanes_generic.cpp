@@ -4,6 +4,8 @@
 
 #include "../goursat.h"
 #include "goursat_cpu.h"
+#include "goursat_wavefront.h"
 
 #define SIGKERNEL_ISA generic
 #include "goursat_lanes.inc"
+#include "goursat_wavefront.inc"
