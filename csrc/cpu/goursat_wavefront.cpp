@@ -249,7 +249,7 @@ bool worth_it(const Problem<T>& pr, const WavePlan& plan, int64_t threads, int64
 // The wavefront's plan for `pr` and whether to use it (sizes only: the inputs are not read).
 template <typename T>
 struct WaveDecision {
-  bool use;
+  bool use, stress;
   WavePlan plan;
   int64_t elems, group, workers;
 };
@@ -263,6 +263,7 @@ WaveDecision<T> decide(const Problem<T>& pr, int64_t threads, bool backward, boo
   const int width = 2 * kPer;  // wave_width in goursat_wavefront.inc
   const bool stress = mode == WaveMode::kStress;
   const bool force = mode == WaveMode::kForce || stress;
+  d.stress = stress;
   // Chains (pair, chunk): about two per thread, so that a preempted thread holds up only part
   // of the work; pairs are split into chunks only as far as needed for that.
   const int64_t per_thread = stress ? 3 : (threads > 1 ? 2 : 1);
@@ -332,7 +333,7 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
       return j < n_fwd ? isa.forward(pr, plan, sh, backward, c, b, j, buf, state)
                        : isa.adjoint(pr, plan, sh, c, b, j - n_fwd, buf, state);
     };
-    run_tiles(pairs * C, n_tiles, workers, tiles, level, run, stress);
+    run_tiles(pairs * C, n_tiles, workers, tiles, level, run, d.stress);
   }
   return true;
 }
