@@ -35,8 +35,11 @@ echo "== building the sanitized extension in $WORK/src"
 echo "   built in $(($(date +%s) - start)) s"
 so="$(ls "$WORK"/src/torch_sigkernel/_C*.so)"
 # The build must really be instrumented (sanitizer entry points referenced by the extension).
+# (nm's output is captured first: `nm | grep -q` under pipefail fails at random, when grep
+# exits on its first match and nm dies of SIGPIPE.)
+undefined="$(nm -D --undefined-only "$so")"
 for symbol in __asan_report_load8 __ubsan_handle_; do
-  nm -D --undefined-only "$so" | grep -q "$symbol" || { echo "asan_check: $so is not instrumented ($symbol)"; exit 1; }
+  grep -q "$symbol" <<<"$undefined" || { echo "asan_check: $so is not instrumented ($symbol)"; exit 1; }
 done
 
 LIBASAN="$(g++ -print-file-name=libasan.so)"
