@@ -234,12 +234,14 @@ def test_degenerate_shapes(path, shape):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("order", ORDERS)
-def test_linear_op_through_the_wavefront_is_bitwise_identical(path, order, dtype):
-    """goursat_linear reaches the wavefront through increments materialised by the same sums:
-    the same bits as its in-kernel route on the lane blocks, values, grids and gradients."""
+@pytest.mark.parametrize("lengths,dim", [((70, 45), 3), ((45, 70), 8), ((33, 90), 1)], ids=str)
+def test_linear_op_through_the_wavefront_is_bitwise_identical(path, order, dtype, lengths, dim):
+    """goursat_linear on the wavefront forms the increments there (wave_linear_deltas) by the
+    same sums as the lane blocks: the same bits as its in-kernel route on the lane blocks, for
+    values, grids and gradients, in both orientations and with strided factors."""
     torch.manual_seed(3)
-    dx = torch.randn(2, 70, 3, dtype=dtype) * 0.1
-    dy = torch.randn(2, 45, 3, dtype=dtype) * 0.1
+    dx = torch.randn(2, lengths[0], dim, dtype=dtype) * 0.1
+    dy = (torch.randn(2, dim + 2, lengths[1], dtype=dtype) * 0.1)[:, 1:-1].transpose(1, 2)
     lin, back = torch.ops.sigkernel.goursat_linear, torch.ops.sigkernel.goursat_linear_backward
     seed = torch.randn(2, dtype=dtype)
 

@@ -128,43 +128,97 @@ at::Tensor goursat_backward_cpu(const at::Tensor& grad_output, const at::Tensor&
 // same order, and the ordinary kernels run: both routes give bit-identical results.
 constexpr int64_t kLinearPackBytes = int64_t(8) << 20;
 
-bool linear_in_kernel(const GoursatShape& s, int64_t dim, int64_t element_size) {
-  // SIGKERNEL_LINEAR=materialise forces the other route (tests check both agree bit for bit).
-  static const bool forced_off = [] {
+// SIGKERNEL_LINEAR=materialise forces the materialised route (tests check both agree bit for bit).
+bool linear_forced_materialise() {
+  static const bool forced = [] {
     const char* mode = std::getenv("SIGKERNEL_LINEAR");
     return mode != nullptr && std::string(mode) == "materialise";
   }();
-  if (forced_off) return false;
+  return forced;
+}
+
+// Whether the lane blocks may form the increments (their packs of dy fit the scratch budget).
+bool linear_in_kernel(const GoursatShape& s, int64_t dim, int64_t element_size) {
+  if (linear_forced_materialise()) return false;
   // The widest lane block (4 vectors) packs min(m1, m2)·d factors and their gradients.
   const int64_t lanes = 4 * 32 / element_size;
   return 2 * std::min(s.m1, s.m2) * dim * lanes * element_size <= kLinearPackBytes;
 }
 
+// Work items of the linear helpers below: `per_pair` blocks of each pair's rows (or columns),
+// enough items for every thread when there are fewer pairs than threads.
+struct PairBlocks {
+  int64_t per_pair, block;
+};
+PairBlocks pair_blocks(int64_t batch, int64_t extent, int64_t threads) {
+  int64_t per_pair = std::min<int64_t>(std::max<int64_t>(1, (2 * threads + batch - 1) / batch),
+                                       std::max<int64_t>(1, extent / 64));
+  if (batch >= threads) per_pair = 1;
+  return {per_pair, std::max<int64_t>(1, (extent + per_pair - 1) / per_pair)};
+}
+
 // increments[b, s, t] = Σ_k dx[b, s, k]·dy[b, t, k], k ascending from the first product: the
-// sums of load_coeff_row's linear mode.
+// sums of load_coeff_row's linear mode (and of wave_deltas'), element by element, so every
+// route gives the same bits. Rows are formed from dy transposed ([k][t]) so that the inner
+// loop runs along contiguous t and vectorises.
 template <typename T>
 void materialise_linear_increments(const at::Tensor& dx, const at::Tensor& dy, at::Tensor& out,
                                    int64_t threads) {
   const View3<const T> a = const_view_of<T>(dx), b = const_view_of<T>(dy);
   const View3<T> o = view_of<T>(out);
-  const int64_t m1 = dx.size(1), m2 = dy.size(1), d = dx.size(2);
-  at::parallel_for(0, dx.size(0), (dx.size(0) + threads - 1) / threads,
-                   [&](int64_t lo, int64_t hi) {
-                     for (int64_t p = lo; p < hi; ++p)
-                       for (int64_t s = 0; s < m1; ++s)
-                         for (int64_t t = 0; t < m2; ++t) {
-                           const T* u = a.data + p * a.sb + s * a.sr;
-                           const T* v = b.data + p * b.sb + t * b.sr;
-                           T acc = d > 0 ? u[0] * v[0] : T(0);
-                           for (int64_t k = 1; k < d; ++k) acc = acc + u[k * a.sc] * v[k * b.sc];
-                           o.data[p * o.sb + s * o.sr + t * o.sc] = acc;
-                         }
-                   });
+  const int64_t batch = dx.size(0), m1 = dx.size(1), m2 = dy.size(1), d = dx.size(2);
+  const PairBlocks pb = pair_blocks(batch, m1, threads);
+  at::parallel_for(0, batch * pb.per_pair, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<T> packed(static_cast<size_t>(m2 * d + m2));
+    T* __restrict vt = packed.data();
+    T* __restrict row = vt + m2 * d;
+    for (int64_t item = lo; item < hi; ++item) {
+      const int64_t p = item / pb.per_pair, s0 = (item % pb.per_pair) * pb.block;
+      const int64_t s1 = std::min(m1, s0 + pb.block);
+      if (s0 >= s1) continue;
+      for (int64_t t = 0; t < m2; ++t)
+        for (int64_t k = 0; k < d; ++k) vt[k * m2 + t] = b.data[p * b.sb + t * b.sr + k * b.sc];
+      for (int64_t s = s0; s < s1; ++s) {
+        const T* u = a.data + p * a.sb + s * a.sr;
+        const T u0 = u[0];
+        for (int64_t t = 0; t < m2; ++t) row[t] = u0 * vt[t];
+        for (int64_t k = 1; k < d; ++k) {
+          const T uk = u[k * a.sc];
+          const T* __restrict v = vt + k * m2;
+          for (int64_t t = 0; t < m2; ++t) row[t] = row[t] + uk * v[t];
+        }
+        T* dst = o.data + p * o.sb + s * o.sr;
+        for (int64_t t = 0; t < m2; ++t) dst[t * o.sc] = row[t];
+      }
+    }
+  });
+}
+
+// acc[r·dp + k] = Σ_i g[r·os + i·ss]·f[i·dp + k] for r < R, k < dp (a multiple of 4), i over
+// 0..n−1 ascending (or descending), each sum from 0: R outputs at a time in registers.
+template <typename T, int R>
+void sum_products(const T* g, int64_t os, int64_t ss, int64_t n, bool descending, const T* f,
+                  int64_t dp, T* acc) {
+  for (int64_t k0 = 0; k0 < dp; k0 += 4) {
+    T a[R][4] = {};
+    for (int64_t step = 0; step < n; ++step) {
+      const int64_t i = descending ? n - 1 - step : step;
+      const T* fi = f + i * dp + k0;
+      const T* gi = g + i * ss;
+      for (int r = 0; r < R; ++r) {
+        const T w = gi[r * os];
+        for (int k = 0; k < 4; ++k) a[r][k] = a[r][k] + w * fi[k];
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int k = 0; k < 4; ++k) acc[r * dp + k0 + k] = a[r][k];
+  }
 }
 
 // ∂F/∂dx, ∂F/∂dy from ∂F/∂increments g (B, m1, m2), with the sums of flush_increment_grads:
 // in the solving orientation, the row side's gradient sums over columns ascending, and the
-// column side's over rows descending, each from 0.
+// column side's over rows descending, each from 0. Every element keeps that order of
+// additions whatever the split into work items, so the results are the same bits.
 template <typename T>
 void linear_grads_from_increment_grads(const at::Tensor& g, const at::Tensor& dx,
                                        const at::Tensor& dy, bool is_transposed,
@@ -178,25 +232,71 @@ void linear_grads_from_increment_grads(const at::Tensor& g, const at::Tensor& dx
   const View3<T> gv = view_of<T>(is_transposed ? dx_grad : dy_grad);
   const int64_t rows = is_transposed ? dy.size(1) : dx.size(1);
   const int64_t cols = is_transposed ? dx.size(1) : dy.size(1);
-  const int64_t d = dx.size(2);
-  at::parallel_for(0, g.size(0), (g.size(0) + threads - 1) / threads, [&](int64_t lo, int64_t hi) {
-    for (int64_t p = lo; p < hi; ++p) {
-      for (int64_t s = 0; s < rows; ++s)
-        for (int64_t k = 0; k < d; ++k) {
-          T acc = T(0);
-          for (int64_t t = 0; t < cols; ++t)
-            acc = acc + gs.data[p * gs.sb + s * gs.sr + t * gs.sc] *
-                            v.data[p * v.sb + t * v.sr + k * v.sc];
-          gu.data[p * gu.sb + s * gu.sr + k * gu.sc] = acc;
+  const int64_t d = dx.size(2), batch = g.size(0), dp = (d + 3) / 4 * 4;
+  // Outputs [o0, o1) of one side: `os`/`ss` g's strides along the outputs and the sums, the
+  // factors f (n, d) summed against (copied, zero-padded to dp), written to out.
+  auto side = [&](const T* gp, int64_t os, int64_t ss, int64_t n, bool descending,
+                  const View3<const T>& f, const View3<T>& out, int64_t p, int64_t o0, int64_t o1) {
+    std::vector<T> buffer(static_cast<size_t>(n * dp + 4 * dp), T(0));
+    T* fp = buffer.data();
+    T* acc = fp + n * dp;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < d; ++k) fp[i * dp + k] = f.data[p * f.sb + i * f.sr + k * f.sc];
+    if (os == 1 && ss != 1) {
+      // The outputs lie along g's contiguous axis: a strip of them per pass over the sums, so
+      // that g is read a strip of a row at a time (not one element per row: a page per load).
+      constexpr int64_t kStrip = 64;
+      std::vector<T> strip(static_cast<size_t>(kStrip * dp));
+      for (int64_t o = o0; o < o1; o += kStrip) {
+        const int64_t nb = std::min(kStrip, o1 - o);
+        T* __restrict a = strip.data();
+        std::fill(a, a + nb * dp, T(0));
+        for (int64_t step = 0; step < n; ++step) {
+          const int64_t i = descending ? n - 1 - step : step;
+          const T* __restrict gi = gp + i * ss + o;
+          const T* __restrict fi = fp + i * dp;
+          for (int64_t c = 0; c < nb; ++c) {
+            const T w = gi[c];
+            for (int64_t k = 0; k < dp; ++k) a[c * dp + k] = a[c * dp + k] + w * fi[k];
+          }
         }
-      for (int64_t t = 0; t < cols; ++t)
-        for (int64_t k = 0; k < d; ++k) {
-          T acc = T(0);
-          for (int64_t s = rows - 1; s >= 0; --s)
-            acc = acc + gs.data[p * gs.sb + s * gs.sr + t * gs.sc] *
-                            u.data[p * u.sb + s * u.sr + k * u.sc];
-          gv.data[p * gv.sb + t * gv.sr + k * gv.sc] = acc;
-        }
+        for (int64_t c = 0; c < nb; ++c)
+          for (int64_t k = 0; k < d; ++k)
+            out.data[p * out.sb + (o + c) * out.sr + k * out.sc] = a[c * dp + k];
+      }
+      return;
+    }
+    for (int64_t o = o0; o < o1;) {
+      const int r = o + 4 <= o1 ? 4 : 1;
+      if (r == 4) {
+        sum_products<T, 4>(gp + o * os, os, ss, n, descending, fp, dp, acc);
+      } else {
+        sum_products<T, 1>(gp + o * os, os, ss, n, descending, fp, dp, acc);
+      }
+      for (int j = 0; j < r; ++j)
+        for (int64_t k = 0; k < d; ++k)
+          out.data[p * out.sb + (o + j) * out.sr + k * out.sc] = acc[j * dp + k];
+      o += r;
+    }
+  };
+  const PairBlocks rb = pair_blocks(batch, rows, threads), cb = pair_blocks(batch, cols, threads);
+  const int64_t row_items = batch * rb.per_pair;
+  at::parallel_for(0, row_items + batch * cb.per_pair, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t item = lo; item < hi; ++item) {
+      if (item < row_items) {
+        // gu[s, k] = Σ_t ascending g[s, t]·v[t, k].
+        const int64_t p = item / rb.per_pair, s0 = (item % rb.per_pair) * rb.block;
+        if (s0 < rows)
+          side(gs.data + p * gs.sb, gs.sr, gs.sc, cols, false, v, gu, p, s0,
+               std::min(rows, s0 + rb.block));
+      } else {
+        // gv[t, k] = Σ_s descending g[s, t]·u[s, k].
+        const int64_t i = item - row_items;
+        const int64_t p = i / cb.per_pair, t0 = (i % cb.per_pair) * cb.block;
+        if (t0 < cols)
+          side(gs.data + p * gs.sb, gs.sc, gs.sr, rows, true, u, gv, p, t0,
+               std::min(cols, t0 + cb.block));
+      }
     }
   });
 }
@@ -214,8 +314,9 @@ at::Tensor goursat_linear_cpu(const at::Tensor& dx, const at::Tensor& dy,
   bool in_kernel = linear_in_kernel(s, dx.size(2), dx.element_size());
   AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear", [&] {
     const Problem<scalar_t> pr = forward_problem<scalar_t>(s, dx, return_grid, out, dy);
-    // One pair split over threads (the wavefront) reads materialised increments.
-    in_kernel = in_kernel && !wavefront_wanted(pr, threads, /*backward=*/false, use_avx2());
+    // The lane blocks, or one pair split over threads (the wavefront): both form the increments.
+    in_kernel = in_kernel || (!linear_forced_materialise() &&
+                              wavefront_wanted(pr, threads, /*backward=*/false, use_avx2()));
     if (in_kernel) run_blocks(pr, threads, /*backward=*/false, s);
   });
   if (in_kernel) return out;
@@ -240,13 +341,29 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_cpu(
   if (s.m1 == 0 || s.m2 == 0 || dx.size(2) == 0) return {dx_grad.zero_(), dy_grad.zero_()};
   const at::Tensor seed = return_grid ? grad_output : grad_output.contiguous();
   bool in_kernel = linear_in_kernel(s, dx.size(2), dx.element_size());
+  const bool transposed = backward_is_transposed(s, return_grid, grid.has_value());
+  bool wave = false;
   AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
-    const Problem<scalar_t> pr =
+    Problem<scalar_t> pr =
         backward_problem<scalar_t>(s, dx, return_grid, seed, grid, dx_grad, dy, dy_grad);
-    in_kernel = in_kernel && !wavefront_wanted(pr, threads, /*backward=*/true, use_avx2());
-    if (in_kernel) run_blocks(pr, threads, /*backward=*/true, s);
+    wave = !linear_forced_materialise() &&
+           wavefront_wanted(pr, threads, /*backward=*/true, use_avx2());
+    if (wave) {
+      // One pair split over threads (the wavefront): it forms the increments but writes
+      // ∂F/∂increments, turned into the factors' gradients below.
+      check_increments_memory(s, dx.element_size());
+      const at::Tensor g = at::empty({s.batch, s.m1, s.m2}, dx.options());
+      const View3<scalar_t> gv = view_of<scalar_t>(g);
+      pr.increments_grad = transposed ? sigkernel::transposed(gv) : gv;
+      pr.left_grad = pr.right_grad = View3<scalar_t>{};
+      TORCH_CHECK(run_wavefront(pr, threads, /*backward=*/true, use_avx2()),
+                  "sigkernel: internal error: the wavefront refused a problem it wanted");
+      linear_grads_from_increment_grads<scalar_t>(g, dx, dy, transposed, dx_grad, dy_grad, threads);
+    } else if (in_kernel) {
+      run_blocks(pr, threads, /*backward=*/true, s);
+    }
   });
-  if (in_kernel) return {dx_grad, dy_grad};
+  if (in_kernel || wave) return {dx_grad, dy_grad};
   check_increments_memory(s, dx.element_size());
   at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
   AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
@@ -254,7 +371,6 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_cpu(
   });
   const at::Tensor g =
       goursat_backward_cpu(grad_output, increments, dyadic_order, return_grid, grid, n_jobs);
-  const bool transposed = backward_is_transposed(s, return_grid, grid.has_value());
   AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear_backward", [&] {
     linear_grads_from_increment_grads<scalar_t>(g, dx, dy, transposed, dx_grad, dy_grad, threads);
   });

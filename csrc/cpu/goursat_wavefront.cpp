@@ -282,8 +282,10 @@ WaveDecision<T> decide(const Problem<T>& pr, int64_t threads, bool backward, boo
 
 template <typename T>
 bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bool avx2) {
-  // Linear-kernel problems take the wavefront through materialised increments (goursat_kernel.cpp).
-  if (pr.left.data != nullptr) return false;
+  // Linear mode: the increments are formed in wave_deltas; the adjoint writes ∂F/∂increments
+  // (the caller turns them into the factors' gradients), so a linear backward needs that output.
+  const bool linear = pr.left.data != nullptr;
+  if (linear && backward && pr.increments_grad.data == nullptr) return false;
   const WaveDecision<T> d = decide(pr, threads, backward, avx2);
   if (!d.use) return false;
   const WavePlan& plan = d.plan;
@@ -300,9 +302,23 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   // Scratch of every chain, then the column buffers (none needs zeroing).
   const int64_t stride = (elems + 15) / 16 * 16;
   std::unique_ptr<T[]> owned;
-  T* memory = workspace<T>(H * stride + (backward ? 2 : 1) * H * n1, owned);
+  // Linear mode: the right factors transposed, (B, d, m2), so that wave_linear_deltas loads
+  // a lane's columns as vectors.
+  const int64_t right_elems = linear ? pr.batch * pr.dim * pr.m2 : 0;
+  T* memory = workspace<T>(H * stride + (backward ? 2 : 1) * H * n1 + right_elems, owned);
   T* k_cols = memory + H * stride;
   T* adj_cols = backward ? k_cols + H * n1 : nullptr;
+  Problem<T> problem = pr;
+  if (linear) {
+    T* right_t = k_cols + (backward ? 2 : 1) * H * n1;
+    const View3<const T> r = pr.right;
+    const int64_t dim = pr.dim, m2 = pr.m2;
+    for (int64_t b = 0; b < pr.batch; ++b)
+      for (int64_t t = 0; t < m2; ++t)
+        for (int64_t k = 0; k < dim; ++k)
+          right_t[(b * dim + k) * m2 + t] = r.data[b * r.sb + t * r.sr + k * r.sc];
+    problem.right = View3<const T>{right_t, dim * m2, 1, m2};
+  }
   std::vector<int64_t> counters(static_cast<size_t>(2 * group * (C + 1) * kWaveCounterStride));
   std::vector<int64_t> states(static_cast<size_t>(H * kWaveStateElems));
   std::vector<int64_t> tiles(static_cast<size_t>(H * kWaveCounterStride));
@@ -330,8 +346,8 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
       const int64_t b = g0 + h / C, c = h % C;
       T* buf = memory + h * stride;
       int64_t* state = states.data() + h * kWaveStateElems;
-      return j < n_fwd ? isa.forward(pr, plan, sh, backward, c, b, j, buf, state)
-                       : isa.adjoint(pr, plan, sh, c, b, j - n_fwd, buf, state);
+      return j < n_fwd ? isa.forward(problem, plan, sh, backward, c, b, j, buf, state)
+                       : isa.adjoint(problem, plan, sh, c, b, j - n_fwd, buf, state);
     };
     run_tiles(pairs * C, n_tiles, workers, tiles, level, run, d.stress);
   }
