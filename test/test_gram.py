@@ -97,8 +97,10 @@ def test_memory_budget_chunks_pairs_without_changing_results(kernel, monkeypatch
     linear = kernel is None
     per_pair = gram_module.pair_workspace_bytes(x, y, linear, grad=True)
     calls = []
-    solve_chunk = gram_module._solve_chunk
-    monkeypatch.setattr(gram_module, "_solve_chunk", lambda *a: calls.append(a[4].numel()) or solve_chunk(*a))
+    # Linear kernels gather each pair's factors from per-path increments (_solve_linear_chunk).
+    name, rows_arg = ("_solve_linear_chunk", 3) if linear else ("_solve_chunk", 4)
+    solve_chunk = getattr(gram_module, name)
+    monkeypatch.setattr(gram_module, name, lambda *a: calls.append(a[rows_arg].numel()) or solve_chunk(*a))
     chunked = sig_kernel_gram(x, y, 1, static_kernel=kernel, memory_budget=3 * per_pair + 1)
     pairs = x.shape[0] * y.shape[0]
     assert calls[: (pairs + 2) // 3] == [3] * (pairs // 3) + ([pairs % 3] if pairs % 3 else [])

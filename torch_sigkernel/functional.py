@@ -17,7 +17,7 @@ import torch
 from . import _validation as V
 from ._nonfinite import nan_for_nonfinite_pairs, normalize_kernel
 from ._numpy import numpy_adapter
-from .static_kernels import LinearKernel, StaticKernel, double_difference
+from .static_kernels import LinearKernel, ScaledLinearKernel, StaticKernel, double_difference
 from .transforms import apply_transforms, check_transform_args
 
 KernelLike = Union[StaticKernel, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], None]
@@ -79,6 +79,18 @@ def _linear_factors(
             f"{expected[1] + ('d',)}"
         )
     return dx.to(x.dtype), dy.to(x.dtype)
+
+
+def _finite_means_finite_inputs(kernel: KernelLike, dx: torch.Tensor, dy: torch.Tensor) -> bool:
+    """Whether a finite result of goursat_linear proves the paths finite, so that the NaN/Inf
+    input check (one pass over the paths) can be skipped: eager calls only, the built-in linear
+    kernels, at least one increment per path. There a NaN/Inf point gives a NaN/Inf increment,
+    hence a NaN/Inf node (A(z) > 0 for finite z, and A or B is not finite for infinite z) that
+    reaches every later node through (K[s, t+1] + K[s+1, t])·A: the last one, and the grid."""
+    if torch.compiler.is_compiling() or torch.jit.is_scripting():
+        return False
+    builtin = kernel is None or type(kernel) in (LinearKernel, ScaledLinearKernel)
+    return builtin and dx.shape[1] > 0 and dy.shape[1] > 0 and dx.shape[2] > 0
 
 
 def _user_stacklevel() -> int:
@@ -156,6 +168,8 @@ class _Prepared:
         if factors is not None:
             dx, dy = factors
             out = torch.ops.sigkernel.goursat_linear(dx, dy, list(self.orders), return_grid, self.n_jobs)
+            if _finite_means_finite_inputs(static_kernel, dx, dy) and bool(torch.isfinite(out).all()):
+                return out  # (eager only) no NaN/Inf input, so nothing to poison
         else:
             increments = _increments(static_kernel, x, y)
             out = torch.ops.sigkernel.goursat(increments, list(self.orders), return_grid, self.n_jobs)

@@ -14,7 +14,7 @@ import torch
 import torch.utils.checkpoint
 
 from . import _validation as V
-from ._nonfinite import normalize_kernel
+from ._nonfinite import _finite_paths, normalize_kernel
 from ._numpy import numpy_adapter
 from .functional import KernelLike, _linear_factors, _Prepared, _warn_if_nonfinite
 
@@ -42,16 +42,15 @@ def check_memory_budget(memory_budget: object) -> int:
 
 def pair_workspace_bytes(x: torch.Tensor, y: torch.Tensor, linear: bool, grad: bool) -> int:
     """Bytes one pair of transformed paths x (L1, d), y (L2, d) takes while its chunk is solved:
-    its copies of the two paths, then the linear kernel's path increments, or another kernel's
+    the linear kernel's gathered path increments, or another kernel's copies of the two paths,
     (L1, L2) values, temporaries and (L1 − 1, L2 − 1) increments; twice that with gradients
     (what the backward holds). The solver's own scratch is per thread, not per pair."""
     item = x.element_size()
     length1, length2, dim = x.shape[-2], y.shape[-2], x.shape[-1]
-    copies = (length1 + length2) * dim * item
     if linear:
-        work = (length1 + length2) * dim * item
-    else:
-        work = (4 * length1 * length2 + max(length1 - 1, 0) * max(length2 - 1, 0)) * item
+        return (length1 + length2) * dim * item * (2 if grad else 1)
+    copies = (length1 + length2) * dim * item
+    work = (4 * length1 * length2 + max(length1 - 1, 0) * max(length2 - 1, 0)) * item
     return (copies + work) * (2 if grad else 1)
 
 
@@ -117,6 +116,24 @@ def _solve_chunk(
     return prep.solve(static_kernel, x.index_select(0, rows), y.index_select(0, cols), return_grid)
 
 
+def _solve_linear_chunk(
+    prep: _Prepared,
+    factors: Tuple[torch.Tensor, torch.Tensor],
+    finite: Tuple[torch.Tensor, torch.Tensor],
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    return_grid: bool,
+) -> torch.Tensor:
+    """Linear kernels: the pairs' factors are gathered from each path's increments (formed once
+    per path, not per pair: no per-pair copies of the paths, whose backward would need as much
+    again), and pairs with a NaN/Inf path made NaN (as prep.solve does)."""
+    dx, dy = factors[0].index_select(0, rows), factors[1].index_select(0, cols)
+    out = torch.ops.sigkernel.goursat_linear(dx, dy, list(prep.orders), return_grid, prep.n_jobs)
+    ok = finite[0].index_select(0, rows) & finite[1].index_select(0, cols)
+    poison = torch.where(ok, torch.zeros_like(ok, dtype=out.dtype), float("nan"))
+    return out + poison.reshape([-1] + [1] * (out.dim() - 1))
+
+
 @numpy_adapter(["path1", "path2"])
 def sig_kernel_gram(
     path1: torch.Tensor,
@@ -176,7 +193,15 @@ def sig_kernel_gram(
     rows, cols, n_upper = pair_indices(count1, count2, symmetric, path1.device)
     n_pairs = rows.shape[0]
     grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or _has_grad_parameters(static_kernel))
-    linear = _linear_factors(static_kernel, x[:0], y[:0]) is not None
+    factors = _linear_factors(static_kernel, x, y)
+    linear = factors is not None
+    finite = (_finite_paths(x), _finite_paths(y))
+
+    def solve(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        if factors is not None:
+            return _solve_linear_chunk(prep, factors, finite, i, j, return_grid)
+        return _solve_chunk(prep, static_kernel, x, y, i, j, return_grid)
+
     if max_batch != -1:
         chunk = max_batch * max_batch
     elif torch.compiler.is_compiling():
@@ -184,7 +209,7 @@ def sig_kernel_gram(
     else:
         chunk = max(1, budget // pair_workspace_bytes(x, y, linear, grad))
     if chunk >= n_pairs:
-        solved = prep.solve(static_kernel, x.index_select(0, rows), y.index_select(0, cols), return_grid)
+        solved = solve(rows, cols)
     else:
         # Non-linear kernels keep (L1, L2)-sized autograd state per pair: recompute it per chunk.
         checkpointed = grad and not linear and not torch.compiler.is_compiling()
@@ -198,7 +223,7 @@ def sig_kernel_gram(
                     )
                 )
             else:
-                values.append(_solve_chunk(prep, static_kernel, x, y, i, j, return_grid))
+                values.append(solve(i, j))
         solved = torch.cat(values)
     gram = assemble_gram(solved, rows, cols, n_upper, count1, count2)
 
