@@ -245,24 +245,26 @@ void linear_grads_from_increment_grads(const at::Tensor& g, const at::Tensor& dx
     if (os == 1 && ss != 1) {
       // The outputs lie along g's contiguous axis: a strip of them per pass over the sums, so
       // that g is read a strip of a row at a time (not one element per row: a page per load).
-      constexpr int64_t kStrip = 64;
-      std::vector<T> strip(static_cast<size_t>(kStrip * dp));
-      for (int64_t o = o0; o < o1; o += kStrip) {
-        const int64_t nb = std::min(kStrip, o1 - o);
+      // Accumulators k-major ([k][c], about 32 KiB): the inner loop runs along the strip.
+      const int64_t strip_len = std::max<int64_t>(16, std::min<int64_t>(512, 4096 / d));
+      std::vector<T> strip(static_cast<size_t>(strip_len * d));
+      for (int64_t o = o0; o < o1; o += strip_len) {
+        const int64_t nb = std::min(strip_len, o1 - o);
         T* __restrict a = strip.data();
-        std::fill(a, a + nb * dp, T(0));
+        std::fill(a, a + strip_len * d, T(0));
         for (int64_t step = 0; step < n; ++step) {
           const int64_t i = descending ? n - 1 - step : step;
           const T* __restrict gi = gp + i * ss + o;
           const T* __restrict fi = fp + i * dp;
-          for (int64_t c = 0; c < nb; ++c) {
-            const T w = gi[c];
-            for (int64_t k = 0; k < dp; ++k) a[c * dp + k] = a[c * dp + k] + w * fi[k];
+          for (int64_t k = 0; k < d; ++k) {
+            const T f = fi[k];
+            T* __restrict ak = a + k * strip_len;
+            for (int64_t c = 0; c < nb; ++c) ak[c] = ak[c] + gi[c] * f;
           }
         }
         for (int64_t c = 0; c < nb; ++c)
           for (int64_t k = 0; k < d; ++k)
-            out.data[p * out.sb + (o + c) * out.sr + k * out.sc] = a[c * dp + k];
+            out.data[p * out.sb + (o + c) * out.sr + k * out.sc] = a[k * strip_len + c];
       }
       return;
     }
