@@ -242,7 +242,11 @@ bool worth_it(const Problem<T>& pr, const WavePlan& plan, int64_t threads, int64
   const double lanes = rounds * double(pr.n1) * double(pr.n2) * lane_cell;
   const int64_t S = plan.lane_cols << pr.l2;
   const double packs = double(pr.batch) * double(plan.steps) * double(plan.chunks) * double(S + 8);
-  const double wave = packs * wave_pack * (plan.chunks > 1 ? 1.15 : 1.0) / double(busy) + fixed;
+  double wave = packs * wave_pack * (plan.chunks > 1 ? 1.15 : 1.0) / double(busy) + fixed;
+  // A linear backward on the wavefront writes ∂F/∂increments, (B, m1, m2), and turns them into
+  // the factors' gradients (goursat_kernel.cpp): about 2.5 ns per cell, over the threads.
+  if (backward && pr.left.data != nullptr)
+    wave += double(pr.batch) * double(pr.m1) * double(pr.m2) * 2.5 / double(threads);
   return wave * 1.25 < lanes;
 }
 
