@@ -308,7 +308,10 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   std::unique_ptr<T[]> owned;
   // Linear mode: the right factors transposed, (B, d, m2), so that wave_linear_deltas loads
   // a lane's columns as vectors.
-  const int64_t right_elems = linear ? pr.batch * pr.dim * pr.m2 : 0;
+  // Rows padded past the last lane's last delta column, so that vector loads stay inside.
+  const int64_t right_len =
+      std::max<int64_t>(pr.m2, plan.chunks * plan.width * plan.lane_cols) + 2 * plan.width;
+  const int64_t right_elems = linear ? pr.batch * pr.dim * right_len : 0;
   T* memory = workspace<T>(H * stride + (backward ? 2 : 1) * H * n1 + right_elems, owned);
   T* k_cols = memory + H * stride;
   T* adj_cols = backward ? k_cols + H * n1 : nullptr;
@@ -318,10 +321,12 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
     const View3<const T> r = pr.right;
     const int64_t dim = pr.dim, m2 = pr.m2;
     for (int64_t b = 0; b < pr.batch; ++b)
-      for (int64_t t = 0; t < m2; ++t)
-        for (int64_t k = 0; k < dim; ++k)
-          right_t[(b * dim + k) * m2 + t] = r.data[b * r.sb + t * r.sr + k * r.sc];
-    problem.right = View3<const T>{right_t, dim * m2, 1, m2};
+      for (int64_t k = 0; k < dim; ++k) {
+        T* dst = right_t + (b * dim + k) * right_len;
+        for (int64_t t = 0; t < m2; ++t) dst[t] = r.data[b * r.sb + t * r.sr + k * r.sc];
+        std::fill(dst + m2, dst + right_len, T(0));
+      }
+    problem.right = View3<const T>{right_t, dim * right_len, 1, right_len};
   }
   std::vector<int64_t> counters(static_cast<size_t>(2 * group * (C + 1) * kWaveCounterStride));
   std::vector<int64_t> states(static_cast<size_t>(H * kWaveStateElems));
