@@ -326,8 +326,10 @@ at::Tensor goursat_linear_cpu(const at::Tensor& dx, const at::Tensor& dy,
   at::Tensor increments = at::empty({s.batch, s.m1, s.m2}, dx.options());
   AT_DISPATCH_FLOATING_TYPES(dx.scalar_type(), "sigkernel::goursat_linear", [&] {
     materialise_linear_increments<scalar_t>(dx, dy, increments, threads);
+    run_blocks(forward_problem<scalar_t>(s, increments, return_grid, out), threads,
+               /*backward=*/false, s);
   });
-  return goursat_cpu(increments, dyadic_order, return_grid, n_jobs);
+  return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_cpu(
