@@ -35,6 +35,14 @@ struct Problem {
   View3<const T> right;  // (B, m2, dim)
   View3<T> left_grad;    // backward output (B, m1, dim)
   View3<T> right_grad;   // backward output (B, m2, dim)
+  // CPU wavefront, linear backward: ∂F/∂left by blocks of columns, contiguous
+  // (B, m1, ⌈m2 / kLinearRowBlock⌉, dim), summed over the blocks afterwards (null if unused).
+  T* left_partials;
 };
+
+// A linear backward's row side, ∂F/∂left[s, k] = Σ_t ∂F/∂increments[s, t]·right[t, k], is summed
+// by blocks of kLinearRowBlock columns on every CPU route: within a block t ascending from 0,
+// then the blocks' sums ascending from 0. (The wavefront forms each block inside one lane.)
+constexpr int64_t kLinearRowBlock = 8;
 
 }  // namespace sigkernel

@@ -196,19 +196,28 @@ void materialise_linear_increments(const at::Tensor& dx, const at::Tensor& dy, a
 
 // acc[r·dp + k] = Σ_i g[r·os + i·ss]·f[i·dp + k] for r < R, k < dp (a multiple of 4), i over
 // 0..n−1 ascending (or descending), each sum from 0: R outputs at a time in registers.
+// With `block` > 0 (ascending only), by blocks of `block` steps: each block's sum from 0, then
+// the blocks' sums ascending from 0 (kLinearRowBlock's order).
 template <typename T, int R>
-void sum_products(const T* g, int64_t os, int64_t ss, int64_t n, bool descending, const T* f,
-                  int64_t dp, T* acc) {
+void sum_products(const T* g, int64_t os, int64_t ss, int64_t n, bool descending, int64_t block,
+                  const T* f, int64_t dp, T* acc) {
+  const int64_t span = block > 0 ? block : n;
   for (int64_t k0 = 0; k0 < dp; k0 += 4) {
     T a[R][4] = {};
-    for (int64_t step = 0; step < n; ++step) {
-      const int64_t i = descending ? n - 1 - step : step;
-      const T* fi = f + i * dp + k0;
-      const T* gi = g + i * ss;
-      for (int r = 0; r < R; ++r) {
-        const T w = gi[r * os];
-        for (int k = 0; k < 4; ++k) a[r][k] = a[r][k] + w * fi[k];
+    for (int64_t step0 = 0; step0 < n; step0 += span) {
+      const int64_t step1 = step0 + span < n ? step0 + span : n;
+      T p[R][4] = {};
+      for (int64_t step = step0; step < step1; ++step) {
+        const int64_t i = descending ? n - 1 - step : step;
+        const T* fi = f + i * dp + k0;
+        const T* gi = g + i * ss;
+        for (int r = 0; r < R; ++r) {
+          const T w = gi[r * os];
+          for (int k = 0; k < 4; ++k) p[r][k] = p[r][k] + w * fi[k];
+        }
       }
+      for (int r = 0; r < R; ++r)
+        for (int k = 0; k < 4; ++k) a[r][k] = block > 0 ? a[r][k] + p[r][k] : p[r][k];
     }
     for (int r = 0; r < R; ++r)
       for (int k = 0; k < 4; ++k) acc[r * dp + k0 + k] = a[r][k];
@@ -242,25 +251,36 @@ void linear_grads_from_increment_grads(const at::Tensor& g, const at::Tensor& dx
     T* acc = fp + n * dp;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t k = 0; k < d; ++k) fp[i * dp + k] = f.data[p * f.sb + i * f.sr + k * f.sc];
+    // The row side sums by blocks of kLinearRowBlock (see goursat_problem.h).
+    const int64_t block = descending ? 0 : kLinearRowBlock;
     if (os == 1 && ss != 1) {
       // The outputs lie along g's contiguous axis: a strip of them per pass over the sums, so
       // that g is read a strip of a row at a time (not one element per row: a page per load).
       // Accumulators k-major ([k][c], about 32 KiB): the inner loop runs along the strip.
       const int64_t strip_len = std::max<int64_t>(16, std::min<int64_t>(512, 4096 / d));
-      std::vector<T> strip(static_cast<size_t>(strip_len * d));
+      std::vector<T> strip(static_cast<size_t>(2 * strip_len * d));
+      const int64_t span = block > 0 ? block : n;
       for (int64_t o = o0; o < o1; o += strip_len) {
         const int64_t nb = std::min(strip_len, o1 - o);
         T* __restrict a = strip.data();
+        T* __restrict part = a + strip_len * d;
         std::fill(a, a + strip_len * d, T(0));
-        for (int64_t step = 0; step < n; ++step) {
-          const int64_t i = descending ? n - 1 - step : step;
-          const T* __restrict gi = gp + i * ss + o;
-          const T* __restrict fi = fp + i * dp;
-          for (int64_t k = 0; k < d; ++k) {
-            const T f = fi[k];
-            T* __restrict ak = a + k * strip_len;
-            for (int64_t c = 0; c < nb; ++c) ak[c] = ak[c] + gi[c] * f;
+        for (int64_t step0 = 0; step0 < n; step0 += span) {
+          const int64_t step1 = std::min(n, step0 + span);
+          T* __restrict sum = block > 0 ? part : a;
+          if (block > 0) std::fill(part, part + strip_len * d, T(0));
+          for (int64_t step = step0; step < step1; ++step) {
+            const int64_t i = descending ? n - 1 - step : step;
+            const T* __restrict gi = gp + i * ss + o;
+            const T* __restrict fi = fp + i * dp;
+            for (int64_t k = 0; k < d; ++k) {
+              const T f = fi[k];
+              T* __restrict sk = sum + k * strip_len;
+              for (int64_t c = 0; c < nb; ++c) sk[c] = sk[c] + gi[c] * f;
+            }
           }
+          if (block > 0)
+            for (int64_t e = 0; e < strip_len * d; ++e) a[e] = a[e] + part[e];
         }
         for (int64_t c = 0; c < nb; ++c)
           for (int64_t k = 0; k < d; ++k)
@@ -271,9 +291,9 @@ void linear_grads_from_increment_grads(const at::Tensor& g, const at::Tensor& dx
     for (int64_t o = o0; o < o1;) {
       const int r = o + 4 <= o1 ? 4 : 1;
       if (r == 4) {
-        sum_products<T, 4>(gp + o * os, os, ss, n, descending, fp, dp, acc);
+        sum_products<T, 4>(gp + o * os, os, ss, n, descending, block, fp, dp, acc);
       } else {
-        sum_products<T, 1>(gp + o * os, os, ss, n, descending, fp, dp, acc);
+        sum_products<T, 1>(gp + o * os, os, ss, n, descending, block, fp, dp, acc);
       }
       for (int j = 0; j < r; ++j)
         for (int64_t k = 0; k < d; ++k)
