@@ -262,3 +262,30 @@ def test_linear_op_through_the_wavefront_is_bitwise_identical(path, order, dtype
     path("force")
     for n_jobs in N_JOBS:
         _assert_same(expected, outputs(n_jobs), f"n_jobs={n_jobs}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "lengths,dim,order,batch",
+    [((256, 256), 3, (0, 0), 1), ((301, 256), 2, (0, 0), 2), ((256, 301), 4, (1, 0), 1), ((129, 129), 1, (0, 1), 1)],
+    ids=str,
+)
+def test_linear_backward_forms_the_factor_gradients_in_the_wavefront(path, dtype, lengths, dim, order, batch):
+    """With whole kLinearRowBlock blocks of columns per lane (here: 255 or 128 coarse columns,
+    one chunk, n_jobs=1; 255 with four chunks, n_jobs=2, float64), the wavefront's backward
+    accumulates ∂F/∂dy per lane and ∂F/∂dx by block sums (no ∂F/∂increments): the same bits as
+    the lane blocks, in both orientations, with a last block ending past the grid (255)."""
+    torch.manual_seed(5)
+    dx = torch.randn(batch, lengths[0] - 1, dim, dtype=dtype) * 0.1
+    dy = torch.randn(batch, lengths[1] - 1, dim, dtype=dtype) * 0.1
+    seed = torch.randn(batch, dtype=dtype)
+    back = torch.ops.sigkernel.goursat_linear_backward
+
+    def grads(n_jobs):
+        return {f"grad{i}": g for i, g in enumerate(back(seed, dx, dy, list(order), False, None, n_jobs))}
+
+    path("off")
+    expected = grads(1)
+    path("force")
+    for n_jobs in (1, 2):
+        _assert_same(expected, grads(n_jobs), f"n_jobs={n_jobs}")

@@ -41,6 +41,9 @@ bool run_wavefront(const Problem<float>& pr, int64_t threads, bool backward, boo
 // Whether run_wavefront would take `pr` (from its sizes only).
 bool wavefront_wanted(const Problem<double>& pr, int64_t threads, bool backward, bool avx2);
 bool wavefront_wanted(const Problem<float>& pr, int64_t threads, bool backward, bool avx2);
+// The coarse columns per SIMD lane of the wavefront's plan for `pr`.
+int64_t wavefront_lane_cols(const Problem<double>& pr, int64_t threads, bool backward, bool avx2);
+int64_t wavefront_lane_cols(const Problem<float>& pr, int64_t threads, bool backward, bool avx2);
 
 }  // namespace cpu
 }  // namespace sigkernel

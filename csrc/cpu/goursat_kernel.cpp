@@ -128,6 +128,28 @@ at::Tensor goursat_backward_cpu(const at::Tensor& grad_output, const at::Tensor&
 // same order, and the ordinary kernels run: both routes give bit-identical results.
 constexpr int64_t kLinearPackBytes = int64_t(8) << 20;
 
+// ∂F/∂left from the wavefront's block sums (B, m1, blocks, d): the blocks ascending from 0.
+template <typename T>
+void sum_row_blocks(const Problem<T>& pr, const at::Tensor& partials, int64_t blocks,
+                    int64_t threads) {
+  const T* p = partials.const_data_ptr<T>();
+  const View3<T> out = pr.left_grad;
+  const int64_t m1 = pr.m1, d = pr.dim;
+  const int64_t rows = pr.batch * m1;
+  at::parallel_for(0, rows, std::max<int64_t>(1, (rows + threads - 1) / threads),
+                   [&](int64_t lo, int64_t hi) {
+                     for (int64_t r = lo; r < hi; ++r) {
+                       const int64_t b = r / m1, s = r % m1;
+                       for (int64_t k = 0; k < d; ++k) {
+                         T total = T(0);
+                         for (int64_t j = 0; j < blocks; ++j)
+                           total = total + p[(r * blocks + j) * d + k];
+                         out.data[b * out.sb + s * out.sr + k * out.sc] = total;
+                       }
+                     }
+                   });
+}
+
 // SIGKERNEL_LINEAR=materialise forces the materialised route (tests check both agree bit for bit).
 bool linear_forced_materialise() {
   static const bool forced = [] {
@@ -372,7 +394,19 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_backward_cpu(
         backward_problem<scalar_t>(s, dx, return_grid, seed, grid, dx_grad, dy, dy_grad);
     wave = !linear_forced_materialise() &&
            wavefront_wanted(pr, threads, /*backward=*/true, use_avx2());
-    if (wave) {
+    // The wavefront forms the factors' gradients itself when its lanes hold whole blocks of the
+    // row side's sums (kLinearRowBlock) and those sums take less memory than ∂F/∂increments.
+    const int64_t blocks = (pr.m2 + kLinearRowBlock - 1) / kLinearRowBlock;
+    if (wave && blocks * pr.dim <= pr.m2 &&
+        wavefront_lane_cols(pr, threads, /*backward=*/true, use_avx2()) % kLinearRowBlock == 0) {
+      check_host_memory(pr.batch * pr.m1 * blocks * pr.dim * int64_t(sizeof(scalar_t)), false, s,
+                        "the row side's block sums");
+      const at::Tensor partials = at::empty({pr.batch, pr.m1, blocks, pr.dim}, dx.options());
+      pr.left_partials = partials.data_ptr<scalar_t>();
+      TORCH_CHECK(run_wavefront(pr, threads, /*backward=*/true, use_avx2()),
+                  "sigkernel: internal error: the wavefront refused a problem it wanted");
+      sum_row_blocks<scalar_t>(pr, partials, blocks, threads);
+    } else if (wave) {
       // One pair split over threads (the wavefront): it forms the increments but writes
       // ∂F/∂increments, turned into the factors' gradients below.
       check_increments_memory(s, dx.element_size());

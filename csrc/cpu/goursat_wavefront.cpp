@@ -289,7 +289,8 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   // Linear mode: the increments are formed in wave_deltas; the adjoint writes ∂F/∂increments
   // (the caller turns them into the factors' gradients), so a linear backward needs that output.
   const bool linear = pr.left.data != nullptr;
-  if (linear && backward && pr.increments_grad.data == nullptr) return false;
+  if (linear && backward && pr.increments_grad.data == nullptr && pr.left_partials == nullptr)
+    return false;
   const WaveDecision<T> d = decide(pr, threads, backward, avx2);
   if (!d.use) return false;
   const WavePlan& plan = d.plan;
@@ -375,6 +376,14 @@ bool wavefront_wanted(const Problem<double>& pr, int64_t threads, bool backward,
 
 bool wavefront_wanted(const Problem<float>& pr, int64_t threads, bool backward, bool avx2) {
   return decide(pr, threads, backward, avx2).use;
+}
+
+int64_t wavefront_lane_cols(const Problem<double>& pr, int64_t threads, bool backward, bool avx2) {
+  return decide(pr, threads, backward, avx2).plan.lane_cols;
+}
+
+int64_t wavefront_lane_cols(const Problem<float>& pr, int64_t threads, bool backward, bool avx2) {
+  return decide(pr, threads, backward, avx2).plan.lane_cols;
 }
 
 bool run_wavefront(const Problem<float>& pr, int64_t threads, bool backward, bool avx2) {
