@@ -80,7 +80,11 @@ WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, i
   const int64_t min_cols =
       std::max<int64_t>(1, (min_lane_cells + (int64_t(1) << pr.l2) - 1) >> pr.l2);
   int64_t chunks = std::min<int64_t>(chunks_wanted, std::max<int64_t>(1, pr.m2 / (W * min_cols)));
-  const int64_t lane_cols = (pr.m2 + chunks * W - 1) / (chunks * W);
+  int64_t lane_cols = (pr.m2 + chunks * W - 1) / (chunks * W);
+  // A linear backward forms its factors' gradients in the lanes when each holds whole blocks
+  // of the row side's sums (kLinearRowBlock): a little padding for that.
+  if (backward && pr.left.data != nullptr && lane_cols >= kLinearRowBlock)
+    lane_cols = (lane_cols + kLinearRowBlock - 1) / kLinearRowBlock * kLinearRowBlock;
   chunks = (pr.m2 + W * lane_cols - 1) / (W * lane_cols);
   p.chunks = chunks;
   p.lane_cols = lane_cols;
