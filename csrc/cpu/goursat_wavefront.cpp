@@ -73,13 +73,20 @@ constexpr int64_t kPublishCells = 4096;
 // lane, at least one coarse column); stress: the smallest tiles, blocks and intervals.
 template <typename T>
 WavePlan make_plan(const Problem<T>& pr, int64_t chunks_wanted, bool backward, int width,
-                   int64_t min_lane_cells, bool stress) {
+                   int64_t min_lane_cells, bool stress, int64_t threads) {
   WavePlan p{};
   p.width = width;
   const int64_t W = width;
   const int64_t min_cols =
       std::max<int64_t>(1, (min_lane_cells + (int64_t(1) << pr.l2) - 1) >> pr.l2);
   int64_t chunks = std::min<int64_t>(chunks_wanted, std::max<int64_t>(1, pr.m2 / (W * min_cols)));
+  // Fewer chunks than wanted (narrow grids): as many chains as can be split evenly over the
+  // threads (3 chains on 2 threads leave one thread idle for a third of the time).
+  if (chunks < chunks_wanted && !stress) {
+    int64_t even = chunks;
+    while (even > 1 && (pr.batch * even) % threads != 0) --even;
+    if ((pr.batch * even) % threads == 0) chunks = even;
+  }
   int64_t lane_cols = (pr.m2 + chunks * W - 1) / (chunks * W);
   // A linear backward forms its factors' gradients in the lanes when each holds whole blocks
   // of the row side's sums (kLinearRowBlock): a little padding for that.
@@ -276,7 +283,7 @@ WaveDecision<T> decide(const Problem<T>& pr, int64_t threads, bool backward, boo
   // of the work; pairs are split into chunks only as far as needed for that.
   const int64_t per_thread = stress ? 3 : (threads > 1 ? 2 : 1);
   const int64_t chunks_wanted = (threads * per_thread + pr.batch - 1) / pr.batch;
-  d.plan = make_plan(pr, chunks_wanted, backward, width, force ? 1 : 32, stress);
+  d.plan = make_plan(pr, chunks_wanted, backward, width, force ? 1 : 32, stress, threads);
   const WaveIsa<T> isa{avx2};
   d.elems = isa.scratch_elems(pr, d.plan, backward);
   // Pairs run together (a group): bounded by the scratch of their chains (64 MiB).
