@@ -14,7 +14,7 @@ import torch
 import torch.utils.checkpoint
 
 from . import _validation as V
-from ._nonfinite import _finite_paths, normalize_kernel
+from ._nonfinite import finite_paths, nan_where_not, normalize_kernel
 from ._numpy import numpy_adapter
 from .functional import KernelLike, _linear_factors, _Prepared, _warn_if_nonfinite
 
@@ -129,9 +129,7 @@ def _solve_linear_chunk(
     again), and pairs with a NaN/Inf path made NaN (as prep.solve does)."""
     dx, dy = factors[0].index_select(0, rows), factors[1].index_select(0, cols)
     out = torch.ops.sigkernel.goursat_linear(dx, dy, list(prep.orders), return_grid, prep.n_jobs)
-    ok = finite[0].index_select(0, rows) & finite[1].index_select(0, cols)
-    poison = torch.where(ok, torch.zeros_like(ok, dtype=out.dtype), float("nan"))
-    return out + poison.reshape([-1] + [1] * (out.dim() - 1))
+    return nan_where_not(out, finite[0].index_select(0, rows) & finite[1].index_select(0, cols))
 
 
 @numpy_adapter(["path1", "path2"])
@@ -195,10 +193,10 @@ def sig_kernel_gram(
     grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or _has_grad_parameters(static_kernel))
     factors = _linear_factors(static_kernel, x, y)
     linear = factors is not None
-    finite = (_finite_paths(x), _finite_paths(y))
+    finite = (finite_paths(x), finite_paths(y)) if linear else None
 
     def solve(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        if factors is not None:
+        if factors is not None and finite is not None:
             return _solve_linear_chunk(prep, factors, finite, i, j, return_grid)
         return _solve_chunk(prep, static_kernel, x, y, i, j, return_grid)
 

@@ -254,8 +254,9 @@ bool worth_it(const Problem<T>& pr, const WavePlan& plan, int64_t threads, int64
   const int64_t S = plan.lane_cols << pr.l2;
   const double packs = double(pr.batch) * double(plan.steps) * double(plan.chunks) * double(S + 8);
   double wave = packs * wave_pack * (plan.chunks > 1 ? 1.15 : 1.0) / double(busy) + fixed;
-  // A linear backward on the wavefront writes ∂F/∂increments, (B, m1, m2), and turns them into
-  // the factors' gradients (goursat_kernel.cpp): about 2.5 ns per cell, over the threads.
+  // A linear backward on the wavefront also forms the factors' gradients: in its lanes, or
+  // (lanes not holding whole blocks of kLinearRowBlock columns, or large d) from ∂F/∂increments
+  // (goursat_kernel.cpp). About 2.5 ns per cell over the threads, as measured for the latter.
   if (backward && pr.left.data != nullptr)
     wave += double(pr.batch) * double(pr.m1) * double(pr.m2) * 2.5 / double(threads);
   return wave * 1.25 < lanes;
