@@ -298,8 +298,9 @@ WaveDecision<T> decide(const Problem<T>& pr, int64_t threads, bool backward, boo
 
 template <typename T>
 bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bool avx2) {
-  // Linear mode: the increments are formed in wave_deltas; the adjoint writes ∂F/∂increments
-  // (the caller turns them into the factors' gradients), so a linear backward needs that output.
+  // Linear mode: the increments are formed in wave_deltas. A linear backward needs one of its
+  // outputs: the row side's block sums (left_partials; ∂F/∂right goes to right_grad), or
+  // ∂F/∂increments (the caller turns them into the factors' gradients).
   const bool linear = pr.left.data != nullptr;
   if (linear && backward && pr.increments_grad.data == nullptr && pr.left_partials == nullptr)
     return false;
@@ -319,9 +320,9 @@ bool run_wavefront_impl(const Problem<T>& pr, int64_t threads, bool backward, bo
   // Scratch of every chain, then the column buffers (none needs zeroing).
   const int64_t stride = (elems + 15) / 16 * 16;
   std::unique_ptr<T[]> owned;
-  // Linear mode: the right factors transposed, (B, d, m2), so that wave_linear_deltas loads
-  // a lane's columns as vectors.
-  // Rows padded past the last lane's last delta column, so that vector loads stay inside.
+  // Linear mode: the right factors transposed, (B, d, right_len), so that wave_linear_deltas
+  // loads a lane's columns as vectors; rows zero-padded past the last lane's last delta column,
+  // so that those loads stay inside.
   const int64_t right_len =
       std::max<int64_t>(pr.m2, plan.chunks * plan.width * plan.lane_cols) + 2 * plan.width;
   const int64_t right_elems = linear ? pr.batch * pr.dim * right_len : 0;
