@@ -59,10 +59,12 @@ def bessel_i0_of_2sqrt(rho: float, terms: int = 60) -> float:
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """Norm-wise relative error max|a − e| / max|e|."""
+    """Norm-wise relative error max|a − e| / max|e| (0 for empty tensors of equal shape)."""
     actual = torch.as_tensor(actual, dtype=torch.float64)
     expected = torch.as_tensor(expected, dtype=torch.float64)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    if expected.numel() == 0:
+        return 0.0
     scale = expected.abs().max().clamp_min(1e-300)
     return float((actual - expected).abs().max() / scale)
 

@@ -35,7 +35,7 @@ def _all_results(x, y, n_jobs, kernel, gram_paths=None):
     `gram_paths` paths)."""
     order = (1, 2)
     kw = dict(static_kernel=kernel, n_jobs=n_jobs)
-    seeds = torch.linspace(-1, 1, x.shape[0], dtype=x.dtype)
+    seeds = torch.linspace(-1, 1, x.shape[0], dtype=x.dtype, device=x.device)
     xg = x.detach().clone().requires_grad_()
     yg = y.detach().clone().requires_grad_()
     values = tsk.sig_kernel(xg, yg, order, time_aug=True, **kw)
@@ -49,7 +49,7 @@ def _all_results(x, y, n_jobs, kernel, gram_paths=None):
         tsk.sig_kernel_gram(gx, gy, order, **kw),
         tsk.sig_kernel_gram(gx, gx, 1, normalize=True, **kw),
         *tsk.sig_kernel_gram_backprop(
-            torch.ones(gx.shape[0], gy.shape[0], dtype=x.dtype), gx, gy, 1, right_deriv=True, **kw
+            torch.ones(gx.shape[0], gy.shape[0], dtype=x.dtype, device=x.device), gx, gy, 1, right_deriv=True, **kw
         ),
     ]
 
