@@ -2,8 +2,9 @@
 # The prepared check for a GPU machine (python3 with a CUDA build of torch, nvcc, ninja; nothing
 # can be downloaded there): builds the extension for the local GPU only, runs the CUDA tests (and
 # the op tests), times tools/bench.py --device cuda against pySigLib's CUDA build plus two extra
-# shapes, and writes logs and JSON under $OUT (./gpu_check_out without it). Each step gets what is
-# left of a 7.5-minute deadline, so the whole check ends within 8 minutes.
+# shapes, runs compute-sanitizer (memcheck and racecheck) over every kernel path
+# (tools/gpu_sanitize.py), and writes logs and JSON under $OUT (./gpu_check_out without it).
+# Each step gets what is left of a 7-minute deadline, so the whole check ends within 7.5 minutes.
 #
 # pySigLib and expecttest (needed by test_ops.py) are not on the GPU machine: carry their
 # Python 3.12 wheels in .whl/, prepared here once:
@@ -19,7 +20,7 @@ ROOT="$(pwd)"
 OUT="${OUT:-$ROOT/gpu_check_out}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
-DEADLINE=$((SECONDS + 450))
+DEADLINE=$((SECONDS + 420))
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
 FAILED=()
@@ -70,30 +71,45 @@ if [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null; then
   export CUDA_HOME
 fi
 log "building for sm_${ARCH/./} (CUDA_HOME=${CUDA_HOME:-guessed by torch})"
-if ! step build 240 150 bash -c 'TORCH_CUDA_ARCH_LIST="$1" FORCE_CUDA=1 MAX_JOBS="$(nproc)" \
+if ! step build 200 150 bash -c 'TORCH_CUDA_ARCH_LIST="$1" FORCE_CUDA=1 MAX_JOBS="$(nproc)" \
   "$2" setup.py build_ext --inplace --build-temp build/gpu_check >"$3" 2>&1' _ "$ARCH" "$PY" "$OUT/build.log"; then
   tail -n 40 "$OUT/build.log"
   log "gpu check stopped: the build failed"
   exit 1
 fi
 
-TESTS=(test/test_cuda.py)
+TESTS=(test/test_cuda.py test/test_reliability.py::test_cuda_results_are_bitwise_reproducible_and_equal_the_cpu)
 if "$PY" -c 'import expecttest' 2>/dev/null; then
   TESTS+=(test/test_ops.py)
 else
   log "expecttest is not installed: test/test_ops.py left out"
 fi
-step tests 240 120 "$PY" -m pytest "${TESTS[@]}" -q -p no:cacheprovider -rs --junitxml="$OUT/junit_cuda.xml"
+XDIST=()
+"$PY" -c 'import xdist' 2>/dev/null && XDIST=(-n 6)
+step tests 150 150 "$PY" -m pytest "${TESTS[@]}" "${XDIST[@]}" -q -p no:cacheprovider -rs --durations=15 \
+  --junitxml="$OUT/junit_cuda.xml"
+
+# NVIDIA's checkers over every kernel path: out-of-bounds or misaligned accesses, and races
+# on the shared-memory diagonals.
+if command -v compute-sanitizer >/dev/null; then
+  step memcheck 60 110 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
+    "$PY" tools/gpu_sanitize.py
+  step racecheck 60 90 compute-sanitizer --tool racecheck --error-exitcode 3 --print-limit 20 \
+    "$PY" tools/gpu_sanitize.py --small
+else
+  log "compute-sanitizer is not on the PATH: sanitizer steps skipped"
+  FAILED+=("sanitizers (no compute-sanitizer)")
+fi
 
 if "$PY" -c 'import pysiglib' 2>/dev/null; then
-  step bench 150 45 "$PY" tools/bench.py --device cuda --dtype float32 --json "$OUT/bench_cuda.json"
+  step bench 120 30 "$PY" tools/bench.py --device cuda --dtype float32 --json "$OUT/bench_cuda.json"
 else
   log "pySigLib is not installed: tools/bench.py --device cuda skipped"
   FAILED+=("bench (no pySigLib)")
 fi
 
 # Two more shapes, timed the way bench.py does (best of N after a warm-up, GPU synchronized).
-step timings 45 0 "$PY" - "$OUT/timings_cuda.json" <<'PYEOF'
+step timings 30 0 "$PY" - "$OUT/timings_cuda.json" <<'PYEOF'
 import json, math, sys, time
 
 import torch
