@@ -156,6 +156,7 @@ class _Prepared:
             self.batch, self.n1, self.n2, path1.element_size(), self.orders, bool(return_grid), 2 if gram else 1
         )
         self.grid_shape = self.batch_shape + (self.n1, self.n2)
+        self.known_finite = False  # set by solve
 
     def flat(self, path: torch.Tensor) -> torch.Tensor:
         """Transformed path(s) as (B, L', d'), B the product of the leading dimensions."""
@@ -163,12 +164,16 @@ class _Prepared:
         return apply_transforms(path, self.time_aug, self.lead_lag, self.end_time)
 
     def solve(self, static_kernel: KernelLike, x: torch.Tensor, y: torch.Tensor, return_grid: bool) -> torch.Tensor:
-        """k(x_b, y_b) (or grids) of transformed, flattened pairs (B, L, d)."""
+        """k(x_b, y_b) (or grids) of transformed, flattened pairs (B, L, d). Sets
+        ``known_finite`` when the result was found finite (then callers need not look again:
+        on a GPU each look is a device synchronisation)."""
+        self.known_finite = False
         factors = _linear_factors(static_kernel, x, y)
         if factors is not None:
             dx, dy = factors
             out = torch.ops.sigkernel.goursat_linear(dx, dy, list(self.orders), return_grid, self.n_jobs)
             if _finite_means_finite_inputs(static_kernel, dx, dy) and bool(torch.isfinite(out).all()):
+                self.known_finite = True
                 return out  # (eager only) no NaN/Inf input, so nothing to poison
         else:
             increments = _increments(static_kernel, x, y)
@@ -223,6 +228,8 @@ def sig_kernel(
         k_xx = prep.solve(static_kernel, x, x, False).reshape(prep.batch_shape)
         k_yy = prep.solve(static_kernel, y, y, False).reshape(prep.batch_shape)
         out = normalize_kernel(out, k_xx, k_yy)
+    elif prep.known_finite:
+        return out
     _warn_if_nonfinite(out, normalize=normalize)
     return out
 
