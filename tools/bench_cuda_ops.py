@@ -62,8 +62,10 @@ def main() -> None:
                 "label": args.label,
                 "case": f"B={batch} m={m1}x{m2} lambda={lam}",
                 "dtype": str(dtype).replace("torch.", ""),
-                "fwd_ms": median_ms(lambda: ops.goursat(inc, order, False, 1), args.repeats),
-                "bwd_ms": median_ms(lambda: ops.goursat_backward(seed, inc, order, False, None, 1), args.repeats),
+                "fwd_ms": median_ms(lambda i=inc, o=order: ops.goursat(i, o, False, 1), args.repeats),
+                "bwd_ms": median_ms(
+                    lambda s=seed, i=inc, o=order: ops.goursat_backward(s, i, o, False, None, 1), args.repeats
+                ),
             }
             print(json.dumps(row), flush=True)
             rows.append(row)
