@@ -315,6 +315,28 @@ def test_available_memory_is_positive_and_capped_by_the_environment(monkeypatch)
     assert _validation.available_memory_bytes() == 12345
 
 
+def test_grids_of_cuda_tensors_are_checked_against_the_gpu_memory(monkeypatch):
+    """A CUDA call's grids are weighed against the GPU's free memory (plus what torch's caching
+    allocator holds unused), not the host's: a host with little memory does not refuse a grid
+    that fits the GPU, and a grid over the GPU's memory is refused, naming the GPU. (The CUDA
+    queries are stubbed: this runs without a GPU.)"""
+    gib = 1 << 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 3 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
+    monkeypatch.setenv("SIGKERNEL_MEMORY_LIMIT", str(1 << 20))  # the host: 1 MiB
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _validation.available_device_memory_bytes(cuda) == 3 * gib
+    n = 8193  # one grid of 8193 x 8193 float64 nodes: 537 MB
+    _validation.check_grid_size(1, n, n, 8, (0, 0), True, 1, cuda)
+    with pytest.raises(ValueError, match=r"more than the 1048576 bytes of memory available$"):
+        _validation.check_grid_size(1, n, n, 8, (0, 0), True, 1, cpu)
+    needed = 6 * n * n * 8  # over the GPU's 3 GiB
+    with pytest.raises(ValueError, match=rf"needs {needed} bytes .*more than the {3 * gib} bytes .* on the GPU"):
+        _validation.check_grid_size(6, n, n, 8, (0, 0), True, 1, cuda)
+    _validation.check_grid_size(6, n, n, 8, (0, 0), True, 1, torch.device("meta"))  # nothing to weigh
+
+
 @pytest.mark.parametrize("api", ["sig_kernel", "sig_kernel_backprop", "sig_kernel_gram"])
 def test_huge_grids_fail_fast_with_the_bytes_needed(api):
     x, y = _paths(2, 5, 2, F64, 0), _paths(2, 6, 2, F64, 1)

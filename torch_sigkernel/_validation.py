@@ -76,15 +76,29 @@ def available_memory_bytes() -> int:
     return available if environment is None else min(available, environment)
 
 
-def check_memory(needed: int, describe: Callable[[int, int], str]) -> None:
-    """Refuse, before allocating, a request of `needed` bytes that exceeds the memory available:
-    ``ValueError(describe(needed, available))``. Skipped while torch.compile traces (the check
-    reads files) and, for small requests, unless SIGKERNEL_MEMORY_LIMIT is set."""
+def available_device_memory_bytes(device: torch.device) -> int:
+    """Bytes a call may still allocate on `device`: for a CUDA device, the GPU's free memory
+    plus what torch's caching allocator holds unused; else :func:`available_memory_bytes`
+    (host memory)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free) + max(int(cached), 0)
+    return available_memory_bytes()
+
+
+def check_memory(needed: int, describe: Callable[[int, int], str], device: Optional[torch.device] = None) -> None:
+    """Refuse, before allocating, a request of `needed` bytes that exceeds the memory available
+    on `device` (host memory when None or not CUDA): ``ValueError(describe(needed, available))``.
+    Skipped while torch.compile traces (the check reads files) and, for small requests, unless
+    SIGKERNEL_MEMORY_LIMIT is set."""
     if torch.compiler.is_compiling():
         return
     if needed <= _QUERY_ABOVE_BYTES and _memory_limit_from_environment() is None:
         return
-    available = available_memory_bytes()
+    if device is not None and device.type == "meta":
+        return
+    available = available_device_memory_bytes(device) if device is not None else available_memory_bytes()
     if needed > available:
         raise ValueError(describe(needed, available))
 
@@ -178,10 +192,18 @@ def refined_length(length: int, order: int) -> int:
 
 
 def check_grid_size(
-    batch: int, n1: int, n2: int, itemsize: int, dyadic_order: Sequence[int], grid: bool, grid_copies: int = 1
+    batch: int,
+    n1: int,
+    n2: int,
+    itemsize: int,
+    dyadic_order: Sequence[int],
+    grid: bool,
+    grid_copies: int = 1,
+    device: Optional[torch.device] = None,
 ) -> None:
     """Refuse, before allocating, grids that overflow int64, would not finish, or cannot fit in the
-    memory available (`grid_copies` grids of every pair are alive at once: 2 for a Gram)."""
+    memory available on `device` (the GPU's for CUDA tensors; `grid_copies` grids of every pair
+    are alive at once: 2 for a Gram)."""
     if n1 * n2 > _INT64_MAX:
         raise ValueError(
             f"dyadic_order {tuple(dyadic_order)} is too large: the refined grid of {n1} x {n2} nodes overflows int64"
@@ -204,12 +226,14 @@ def check_grid_size(
     else:
         needed = min(n1, n2) * itemsize * 32
         what = f"the solver's working rows need {needed} bytes (grid {n1} x {n2})"
+    where = " on the GPU" if device is not None and device.type == "cuda" else ""
     check_memory(
         needed,
         lambda needed, available: (
             f"dyadic_order {tuple(dyadic_order)} is too large: {what}, more than the {available} bytes "
-            "of memory available"
+            f"of memory available{where}"
         ),
+        device,
     )
 
 

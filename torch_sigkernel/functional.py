@@ -153,7 +153,14 @@ class _Prepared:
         self.n2 = V.refined_length(length2, self.orders[1])
         # A Gram holds its solved grids and the assembled Gram at once.
         V.check_grid_size(
-            self.batch, self.n1, self.n2, path1.element_size(), self.orders, bool(return_grid), 2 if gram else 1
+            self.batch,
+            self.n1,
+            self.n2,
+            path1.element_size(),
+            self.orders,
+            bool(return_grid),
+            2 if gram else 1,
+            path1.device,
         )
         self.grid_shape = self.batch_shape + (self.n1, self.n2)
         self.known_finite = False  # set by solve
