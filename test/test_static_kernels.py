@@ -108,6 +108,57 @@ def test_increments_match_the_four_term_definition(kernel):
     assert rel_err(ours.increments(x[None], y[None])[0], increments_by_definition(kappa, x, y)) < 1e-13
 
 
+@pytest.mark.parametrize("kernel", list(BUILTINS))
+def test_no_grad_increments_have_the_bits_of_the_autograd_ones(kernel):
+    """Without autograd the built-in kernels' increments are computed in place (fewer large
+    temporaries): the same bits as kernel.increments, the paths untouched, for values, grids,
+    Grams and the empty cases; a tensor hyper-parameter that requires grad keeps the graph."""
+    from torch_sigkernel.functional import _increments
+
+    ours = _ours(kernel)
+    x, y = _paths((3,), 7, 9, d=3)
+    x[1, 2:5] = x[1, 2]  # repeated points (r = 0) in one pair
+    x_copy, y_copy = x.clone(), y.clone()
+    with torch.no_grad():
+        fast = _increments(ours, x, y)
+    assert torch.equal(fast, ours.increments(x, y))
+    assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
+    for order, options in ((1, {}), ((2, 0), {"return_grid": True, "time_aug": True})):
+        with torch.no_grad():
+            got = tsk.sig_kernel(x, y, order, static_kernel=ours, **options)
+        expected = tsk.sig_kernel(x.requires_grad_(), y, order, static_kernel=ours, **options)
+        x.requires_grad_(False)
+        assert torch.equal(got, expected.detach())
+    with torch.no_grad():
+        gram = tsk.sig_kernel_gram(x, y, 1, static_kernel=ours)
+    assert torch.equal(gram, tsk.sig_kernel_gram(x.requires_grad_(), y, 1, static_kernel=ours).detach())
+    x.requires_grad_(False)
+    for l1, l2, batch in ((1, 4, 2), (3, 1, 2), (5, 6, 0)):
+        a, b = _paths((batch,), l1, l2, d=2)
+        with torch.no_grad():
+            assert torch.equal(_increments(ours, a, b), ours.increments(a, b))
+
+
+def test_no_grad_increments_keep_learnable_hyperparameters_and_subclasses():
+    """A hyper-parameter that requires grad keeps the autograd graph (its gradient arrives), and
+    a subclass overriding forward is used as written (the in-place path is built-ins only)."""
+    x, y = _paths((2,), 5, 6)
+    sigma = torch.tensor(1.3, dtype=F64, requires_grad=True)
+    k = tsk.sig_kernel(x, y, 1, static_kernel=tsk.RBFKernel(sigma)).sum()
+    (grad,) = torch.autograd.grad(k, sigma)
+    assert grad != 0
+
+    class Doubled(tsk.RBFKernel):
+        def forward(self, a, b):
+            return 2.0 * super().forward(a, b)
+
+    with torch.no_grad():
+        doubled = tsk.sig_kernel(x, y, 1, static_kernel=Doubled(1.3))
+        plain = tsk.sig_kernel(x, y, 1, static_kernel=tsk.RBFKernel(1.3))
+    user = tsk.sig_kernel(x, y, 1, static_kernel=lambda a, b: 2.0 * tsk.RBFKernel(1.3)(a, b))
+    assert torch.equal(doubled, user) and not torch.equal(doubled, plain)
+
+
 def _u(a, b, n):
     """√n ‖a − b‖ / 0.7 (the Matérn u)."""
     return math.sqrt(n) * float((a - b).norm()) / 0.7

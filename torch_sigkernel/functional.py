@@ -17,7 +17,15 @@ import torch
 from . import _validation as V
 from ._nonfinite import nan_for_nonfinite_pairs, normalize_kernel
 from ._numpy import numpy_adapter
-from .static_kernels import LinearKernel, ScaledLinearKernel, StaticKernel, double_difference
+from .static_kernels import (
+    BUILTIN_NONLINEAR_KERNELS,
+    LinearKernel,
+    ScaledLinearKernel,
+    StaticKernel,
+    double_difference,
+    double_difference_overwriting,
+    has_grad_hyperparameters,
+)
 from .transforms import apply_transforms, check_transform_args
 
 KernelLike = Union[StaticKernel, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], None]
@@ -31,6 +39,11 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
     """Increments (B, L1 − 1, L2 − 1) in the paths' dtype, from a StaticKernel or any callable."""
     if kernel is None:
         return _DEFAULT_KERNEL.increments(x, y)
+    if type(kernel) in BUILTIN_NONLINEAR_KERNELS and not _needs_graph(kernel, x, y):
+        # No autograd graph: the κ values are computed with in-place steps and overwritten by
+        # their double difference (the same bits as kernel.increments, fewer large temporaries).
+        values = kernel._values_overwritable(x, y)
+        return double_difference_overwriting(kernel(x, y) if values is None else values)
     if isinstance(kernel, StaticKernel):
         increments = kernel.increments(x, y)
         expected = (x.shape[0], x.shape[1] - 1, y.shape[1] - 1)
@@ -51,6 +64,13 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
     # A user kernel may compute in another precision (e.g. a float64 parameter): the PDE
     # runs in the paths' dtype.
     return increments.to(x.dtype)
+
+
+def _needs_graph(kernel: StaticKernel, x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether the increments must be recorded for autograd (or are traced or scripted)."""
+    if torch.compiler.is_compiling() or torch.jit.is_scripting():
+        return True
+    return torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or has_grad_hyperparameters(kernel))
 
 
 def _linear_factors(

@@ -17,6 +17,7 @@ from . import _validation as V
 from ._nonfinite import finite_paths, nan_where_not, normalize_kernel
 from ._numpy import numpy_adapter
 from .functional import KernelLike, _linear_factors, _Prepared, _warn_if_nonfinite
+from .static_kernels import has_grad_hyperparameters
 
 #: Workspace of one sig_kernel_gram call when ``memory_budget`` is not given, in bytes.
 DEFAULT_MEMORY_BUDGET = 1 << 30
@@ -92,14 +93,6 @@ def assemble_gram(
         mirror_indices: List[Optional[torch.Tensor]] = [cols[:n_upper], rows[:n_upper]]
         gram = torch.index_put(gram, mirror_indices, mirrored)
     return gram
-
-
-def _has_grad_parameters(static_kernel: KernelLike) -> bool:
-    if not isinstance(static_kernel, torch.nn.Module):
-        return False
-    return any(p.requires_grad for p in static_kernel.parameters()) or any(
-        b.requires_grad for b in static_kernel.buffers()
-    )
 
 
 def _solve_chunk(
@@ -190,7 +183,7 @@ def sig_kernel_gram(
 
     rows, cols, n_upper = pair_indices(count1, count2, symmetric, path1.device)
     n_pairs = rows.shape[0]
-    grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or _has_grad_parameters(static_kernel))
+    grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or has_grad_hyperparameters(static_kernel))
     factors = _linear_factors(static_kernel, x, y)
     linear = factors is not None
     finite = (finite_paths(x), finite_paths(y)) if linear else None
