@@ -159,6 +159,19 @@ def test_no_grad_increments_keep_learnable_hyperparameters_and_subclasses():
     assert torch.equal(doubled, user) and not torch.equal(doubled, plain)
 
 
+def test_polynomial_number_degree_uses_the_scalar_power():
+    """A number degree is raised with torch's pow by a scalar (an integer degree by products,
+    13x faster than by a 0-d tensor); a tensor degree (learnable) with the same value agrees to
+    rounding, and a fractional one still clamps negative bases."""
+    x, y = _paths((3,), 6, 7, d=3)
+    base = torch.bmm(x, y.transpose(1, 2)) + 0.5
+    assert torch.equal(tsk.PolynomialKernel(3.0, 0.5, 2.0)(x, y), 2.0 * (base * base * base))
+    as_tensor = tsk.PolynomialKernel(torch.tensor(3.0, dtype=F64), 0.5, 2.0)(x, y)
+    assert rel_err(as_tensor, 2.0 * base**3) < 1e-15
+    fractional = tsk.PolynomialKernel(2.5, -0.1)(x, y)
+    assert torch.equal(fractional, (torch.bmm(x, y.transpose(1, 2)) - 0.1).clamp_min(0.0).pow(2.5))
+
+
 def _u(a, b, n):
     """√n ‖a − b‖ / 0.7 (the Matérn u)."""
     return math.sqrt(n) * float((a - b).norm()) / 0.7

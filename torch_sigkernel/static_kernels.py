@@ -260,10 +260,29 @@ class PolynomialKernel(StaticKernel):
         self._register("scale", scale, minimum=0.0)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        degree = _as_tensor(self.degree, x)
         base = torch.bmm(x, y.transpose(-1, -2)) + _as_tensor(self.gamma, x)
-        base = torch.where(degree == torch.round(degree), base, base.clamp_min(0.0))
+        degree = self.degree
+        if isinstance(degree, torch.Tensor):  # a tensor (learnable) degree
+            exponent = _as_tensor(degree, x)
+            base = torch.where(exponent == torch.round(exponent), base, base.clamp_min(0.0))
+            return _as_tensor(self.scale, x) * base.pow(exponent)
+        # A number: torch's pow by a scalar (integer degrees by multiplication, 13x faster
+        # than by a 0-d tensor for degree 3).
+        if degree != math.floor(degree):
+            base = base.clamp_min(0.0)
         return _as_tensor(self.scale, x) * base.pow(degree)
+
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+        base = torch.bmm(x, y.transpose(-1, -2)).add_(_as_tensor(self.gamma, x))
+        exponent = self.degree
+        if isinstance(exponent, torch.Tensor):
+            exponent = _as_tensor(exponent, x)
+            integral = bool(exponent == torch.round(exponent))
+        else:
+            integral = exponent == math.floor(exponent)
+        if not integral:
+            base.clamp_min_(0.0)
+        return base.pow_(exponent).mul_(_as_tensor(self.scale, x))  # p · scale: the bits of scale · p
 
 
 class Matern12Kernel(StaticKernel):
@@ -315,6 +334,14 @@ class Matern52Kernel(StaticKernel):
         u = _clamp_matern_u(scaled * _per_pair_factor(math.sqrt(5.0) / _as_tensor(self.sigma, x), scale, x))
         return (1.0 + u + u * u / 3.0) * torch.exp(-u)
 
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+        scaled, scale = _scaled_distances(x, y)
+        u = scaled.mul_(_per_pair_factor(math.sqrt(5.0) / _as_tensor(self.sigma, x), scale, x)).clamp_(max=2048.0)
+        decay = torch.neg(u).exp_()
+        quadratic = (u * u).div_(3.0)
+        # ((u + 1) + u²/3) · e^−u: the bits of (1 + u + u²/3) · e^−u
+        return decay.mul_(u.add_(1.0).add_(quadratic))
+
 
 class RationalQuadraticKernel(StaticKernel):
     """κ(a, b) = (1 + ‖a − b‖² / (2 alpha sigma²))^−alpha, ``sigma > 0``, ``alpha > 0``."""
@@ -332,6 +359,13 @@ class RationalQuadraticKernel(StaticKernel):
         denominator = ((2.0 * alpha * sigma * sigma) / (scale * scale)).clamp(min=_min_normal(x.dtype))
         base = 1.0 + scaled * scaled / denominator
         return base.pow(-alpha)
+
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+        sigma = _as_tensor(self.sigma, x)
+        alpha = _as_tensor(self.alpha, x)
+        scaled, scale = _scaled_distances(x, y)
+        denominator = ((2.0 * alpha * sigma * sigma) / (scale * scale)).clamp(min=_min_normal(x.dtype))
+        return scaled.mul_(scaled).div_(denominator).add_(1.0).pow_(-alpha)  # (r²/den + 1)^−α
 
 
 #: The built-in kernels whose forward returns a fresh tensor (the increments may overwrite it).
