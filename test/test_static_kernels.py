@@ -159,6 +159,23 @@ def test_no_grad_increments_keep_learnable_hyperparameters_and_subclasses():
     assert torch.equal(doubled, user) and not torch.equal(doubled, plain)
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 7), (2, 1, 4), (2, 4, 1), (0, 3, 3), (2, 3, 4, 5)])
+def test_double_difference_adjoint(shape):
+    """The double difference's own backward (the double difference of the zero-padded gradient)
+    against autograd through the two diffs, gradcheck and gradgradcheck, empty sides included."""
+    from torch_sigkernel.static_kernels import double_difference
+
+    values = torch.randn(*shape, dtype=F64, requires_grad=True)
+    out = double_difference(values)
+    assert torch.equal(out, values.diff(dim=-2).diff(dim=-1))
+    seed = torch.randn_like(out)
+    (ours,) = torch.autograd.grad(out, values, seed)
+    (theirs,) = torch.autograd.grad(values.diff(dim=-2).diff(dim=-1), values, seed)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-15)
+    assert torch.autograd.gradcheck(double_difference, (values,))
+    assert torch.autograd.gradgradcheck(double_difference, (values,))
+
+
 def test_polynomial_number_degree_uses_the_scalar_power():
     """A number degree is raised with torch's pow by a scalar (an integer degree by products,
     13x faster than by a 0-d tensor); a tensor degree (learnable) with the same value agrees to

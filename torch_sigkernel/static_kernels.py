@@ -28,9 +28,29 @@ import torch
 Scalar = Union[float, int, torch.Tensor]
 
 
+class _DoubleDifference(torch.autograd.Function):
+    """The double difference with its adjoint in one piece: ∂F/∂values is the double difference
+    of ∂F/∂increments padded by one zero on every side (2 temporaries; autograd through the two
+    diffs takes 4 slice backwards, each zero-filling and copying a (B, L1, L2) tensor)."""
+
+    @staticmethod
+    def forward(values: torch.Tensor) -> torch.Tensor:
+        return values.diff(dim=-2).diff(dim=-1)
+
+    @staticmethod
+    def setup_context(ctx: object, inputs: Tuple[torch.Tensor], output: torch.Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(grad, (1, 1, 1, 1)).diff(dim=-2).diff(dim=-1)
+
+
 def double_difference(values: torch.Tensor) -> torch.Tensor:
     """(B, L1, L2) static-kernel values → (B, L1 − 1, L2 − 1) increments (the 4-term difference)."""
-    return values.diff(dim=-2).diff(dim=-1)
+    if torch.jit.is_scripting():
+        return values.diff(dim=-2).diff(dim=-1)
+    return _DoubleDifference.apply(values)
 
 
 def double_difference_overwriting(values: torch.Tensor) -> torch.Tensor:
