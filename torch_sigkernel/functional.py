@@ -24,7 +24,7 @@ from .static_kernels import (
     StaticKernel,
     double_difference,
     double_difference_overwriting,
-    has_grad_hyperparameters,
+    needs_grad,
 )
 from .transforms import apply_transforms, check_transform_args
 
@@ -70,7 +70,7 @@ def _needs_graph(kernel: StaticKernel, x: torch.Tensor, y: torch.Tensor) -> bool
     """Whether the increments must be recorded for autograd (or are traced or scripted)."""
     if torch.compiler.is_compiling() or torch.jit.is_scripting():
         return True
-    return torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or has_grad_hyperparameters(kernel))
+    return needs_grad(kernel, x, y)
 
 
 def _linear_factors(

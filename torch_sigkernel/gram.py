@@ -17,7 +17,7 @@ from . import _validation as V
 from ._nonfinite import finite_paths, nan_where_not, normalize_kernel
 from ._numpy import numpy_adapter
 from .functional import KernelLike, _linear_factors, _Prepared, _warn_if_nonfinite
-from .static_kernels import has_grad_hyperparameters
+from .static_kernels import needs_grad
 
 #: Workspace of one sig_kernel_gram call when ``memory_budget`` is not given, in bytes.
 DEFAULT_MEMORY_BUDGET = 1 << 30
@@ -183,7 +183,7 @@ def sig_kernel_gram(
 
     rows, cols, n_upper = pair_indices(count1, count2, symmetric, path1.device)
     n_pairs = rows.shape[0]
-    grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad or has_grad_hyperparameters(static_kernel))
+    grad = needs_grad(static_kernel, x, y)
     factors = _linear_factors(static_kernel, x, y)
     linear = factors is not None
     finite = (finite_paths(x), finite_paths(y)) if linear else None

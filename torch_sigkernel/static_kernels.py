@@ -112,11 +112,19 @@ def _distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (scaled * scale).clamp(max=_max_value(x.dtype))
 
 
-def _clamp_matern_u(u: torch.Tensor) -> torch.Tensor:
+def _clamp_matern_u(u: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """exp(−u) is exactly 0 beyond u = 2048 in float32 and float64: clamping u there makes
     (1 + u + ...)·e^−u exactly 0 (not inf · 0 = NaN) for far-apart points, with a zero gradient,
     and changes nothing below."""
-    return u.clamp(max=2048.0)
+    return u.clamp_(max=2048.0) if in_place else u.clamp(max=2048.0)
+
+
+def _matern_scaled_and_factor(
+    x: torch.Tensor, y: torch.Tensor, root: float, sigma: Union[float, torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(r / s, √ν·s / sigma) with s of _scaled_distances: u = √ν r / sigma is their product."""
+    scaled, scale = _scaled_distances(x, y)
+    return scaled, _per_pair_factor(root / _as_tensor(sigma, x), scale, x)
 
 
 def _per_pair_factor(constant: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -256,15 +264,17 @@ class RBFKernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # exp(−r²/σ) = exp((r/s)² · (−s²/σ)): the same bits as with r itself (s a power of two).
-        scaled, scale = _scaled_distances(x, y)
-        factor = _per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale * scale, x)
+        scaled, factor = self._scaled_and_factor(x, y)
         return torch.exp(scaled * scaled * factor)
 
     def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
-        scaled, scale = _scaled_distances(x, y)
-        factor = _per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale * scale, x)
+        scaled, factor = self._scaled_and_factor(x, y)
         return scaled.mul_(scaled).mul_(factor).exp_()
+
+    def _scaled_and_factor(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        # exp(−r²/σ) = exp((r/s)² · (−s²/σ)): the same bits as with r itself (s a power of two).
+        scaled, scale = _scaled_distances(x, y)
+        return scaled, _per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale * scale, x)
 
 
 class PolynomialKernel(StaticKernel):
@@ -316,12 +326,16 @@ class Matern12Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        scaled, scale = _scaled_distances(x, y)
-        return torch.exp(scaled * _per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale, x))
+        scaled, factor = self._scaled_and_factor(x, y)
+        return torch.exp(scaled * factor)
 
     def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+        scaled, factor = self._scaled_and_factor(x, y)
+        return scaled.mul_(factor).exp_()
+
+    def _scaled_and_factor(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         scaled, scale = _scaled_distances(x, y)
-        return scaled.mul_(_per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale, x)).exp_()
+        return scaled, _per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale, x)
 
 
 class Matern32Kernel(StaticKernel):
@@ -332,13 +346,13 @@ class Matern32Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        scaled, scale = _scaled_distances(x, y)
-        u = _clamp_matern_u(scaled * _per_pair_factor(math.sqrt(3.0) / _as_tensor(self.sigma, x), scale, x))
+        scaled, factor = _matern_scaled_and_factor(x, y, math.sqrt(3.0), self.sigma)
+        u = _clamp_matern_u(scaled * factor)
         return (1.0 + u) * torch.exp(-u)
 
     def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
-        scaled, scale = _scaled_distances(x, y)
-        u = scaled.mul_(_per_pair_factor(math.sqrt(3.0) / _as_tensor(self.sigma, x), scale, x)).clamp_(max=2048.0)
+        scaled, factor = _matern_scaled_and_factor(x, y, math.sqrt(3.0), self.sigma)
+        u = _clamp_matern_u(scaled.mul_(factor), in_place=True)
         return torch.neg(u).exp_().mul_(u.add_(1.0))  # (u + 1) · e^−u: the bits of (1 + u) · e^−u
 
 
@@ -350,13 +364,13 @@ class Matern52Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        scaled, scale = _scaled_distances(x, y)
-        u = _clamp_matern_u(scaled * _per_pair_factor(math.sqrt(5.0) / _as_tensor(self.sigma, x), scale, x))
+        scaled, factor = _matern_scaled_and_factor(x, y, math.sqrt(5.0), self.sigma)
+        u = _clamp_matern_u(scaled * factor)
         return (1.0 + u + u * u / 3.0) * torch.exp(-u)
 
     def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
-        scaled, scale = _scaled_distances(x, y)
-        u = scaled.mul_(_per_pair_factor(math.sqrt(5.0) / _as_tensor(self.sigma, x), scale, x)).clamp_(max=2048.0)
+        scaled, factor = _matern_scaled_and_factor(x, y, math.sqrt(5.0), self.sigma)
+        u = _clamp_matern_u(scaled.mul_(factor), in_place=True)
         decay = torch.neg(u).exp_()
         quadratic = (u * u).div_(3.0)
         # ((u + 1) + u²/3) · e^−u: the bits of (1 + u + u²/3) · e^−u
@@ -372,20 +386,23 @@ class RationalQuadraticKernel(StaticKernel):
         self._register("alpha", alpha, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        scaled, denominator, alpha = self._scaled_denominator_alpha(x, y)
+        base = 1.0 + scaled * scaled / denominator
+        return base.pow(-alpha)
+
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+        scaled, denominator, alpha = self._scaled_denominator_alpha(x, y)
+        return scaled.mul_(scaled).div_(denominator).add_(1.0).pow_(-alpha)  # (r²/den + 1)^−α
+
+    def _scaled_denominator_alpha(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sigma = _as_tensor(self.sigma, x)
         alpha = _as_tensor(self.alpha, x)
         # r²/(2ασ²) = (r/s)² / (2ασ²/s²), kept away from 0/0 where 2ασ²/s² would underflow.
         scaled, scale = _scaled_distances(x, y)
         denominator = ((2.0 * alpha * sigma * sigma) / (scale * scale)).clamp(min=_min_normal(x.dtype))
-        base = 1.0 + scaled * scaled / denominator
-        return base.pow(-alpha)
-
-    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
-        sigma = _as_tensor(self.sigma, x)
-        alpha = _as_tensor(self.alpha, x)
-        scaled, scale = _scaled_distances(x, y)
-        denominator = ((2.0 * alpha * sigma * sigma) / (scale * scale)).clamp(min=_min_normal(x.dtype))
-        return scaled.mul_(scaled).div_(denominator).add_(1.0).pow_(-alpha)  # (r²/den + 1)^−α
+        return scaled, denominator, alpha
 
 
 #: The built-in kernels whose forward returns a fresh tensor (the increments may overwrite it).
@@ -399,8 +416,13 @@ BUILTIN_NONLINEAR_KERNELS = (
 )
 
 
-def has_grad_hyperparameters(kernel: object) -> bool:
-    """Whether a static kernel (an nn.Module) has a parameter or buffer that requires grad."""
+def needs_grad(kernel: object, x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether autograd records a computation on the paths x, y with this static kernel: grad
+    mode is on and a path, or a parameter or buffer of the kernel (an nn.Module), requires grad."""
+    if not torch.is_grad_enabled():
+        return False
+    if x.requires_grad or y.requires_grad:
+        return True
     if not isinstance(kernel, torch.nn.Module):
         return False
     return any(p.requires_grad for p in kernel.parameters()) or any(b.requires_grad for b in kernel.buffers())
