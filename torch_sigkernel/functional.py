@@ -42,8 +42,7 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
     if type(kernel) in BUILTIN_NONLINEAR_KERNELS and not _needs_graph(kernel, x, y):
         # No autograd graph: the κ values are computed with in-place steps and overwritten by
         # their double difference (the same bits as kernel.increments, fewer large temporaries).
-        values = kernel._values_overwritable(x, y)
-        return double_difference_overwriting(kernel(x, y) if values is None else values)
+        return double_difference_overwriting(kernel._values_overwritable(x, y))
     if isinstance(kernel, StaticKernel):
         increments = kernel.increments(x, y)
         expected = (x.shape[0], x.shape[1] - 1, y.shape[1] - 1)

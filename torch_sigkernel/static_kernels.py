@@ -120,11 +120,12 @@ def _clamp_matern_u(u: torch.Tensor, in_place: bool = False) -> torch.Tensor:
 
 
 def _matern_scaled_and_factor(
-    x: torch.Tensor, y: torch.Tensor, root: float, sigma: Union[float, torch.Tensor]
+    x: torch.Tensor, y: torch.Tensor, constant: float, sigma: Union[float, torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(r / s, √ν·s / sigma) with s of _scaled_distances: u = √ν r / sigma is their product."""
+    """(r / s, constant·s / sigma) with s of _scaled_distances: their product is constant·r / sigma
+    (√ν·r / sigma for the Matérn u, −r / sigma for the exponent of Matérn 1/2)."""
     scaled, scale = _scaled_distances(x, y)
-    return scaled, _per_pair_factor(root / _as_tensor(sigma, x), scale, x)
+    return scaled, _per_pair_factor(constant / _as_tensor(sigma, x), scale, x)
 
 
 def _per_pair_factor(constant: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -168,12 +169,12 @@ class StaticKernel(torch.nn.Module):
         """κ(x_s, y_t) for x ``(B, L1, d)``, y ``(B, L2, d)`` → ``(B, L1, L2)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, y)")
 
-    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
-        """κ values that the caller may overwrite, computed with as few large temporaries as
-        possible (in-place steps: no autograd), with the bits of :meth:`forward`; None where not
-        implemented. Used by the Python API when no gradient is needed (not by the layers,
-        which script and compile)."""
-        return None
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """κ values that the caller may overwrite, with the bits of :meth:`forward` (here its own
+        result; the built-in kernels compute them with in-place steps, no autograd, so with
+        fewer large temporaries). Used by the Python API, for BUILTIN_NONLINEAR_KERNELS only, when
+        no gradient is needed (not by the layers, which script and compile)."""
+        return self(x, y)
 
     @torch.jit.export
     def increments(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -267,7 +268,7 @@ class RBFKernel(StaticKernel):
         scaled, factor = self._scaled_and_factor(x, y)
         return torch.exp(scaled * scaled * factor)
 
-    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         scaled, factor = self._scaled_and_factor(x, y)
         return scaled.mul_(scaled).mul_(factor).exp_()
 
@@ -302,7 +303,7 @@ class PolynomialKernel(StaticKernel):
             base = base.clamp_min(0.0)
         return _as_tensor(self.scale, x) * base.pow(degree)
 
-    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         base = torch.bmm(x, y.transpose(-1, -2)).add_(_as_tensor(self.gamma, x))
         exponent = self.degree
         if isinstance(exponent, torch.Tensor):
@@ -326,16 +327,12 @@ class Matern12Kernel(StaticKernel):
         self._register("sigma", sigma, minimum=0.0, strict=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        scaled, factor = self._scaled_and_factor(x, y)
+        scaled, factor = _matern_scaled_and_factor(x, y, -1.0, self.sigma)
         return torch.exp(scaled * factor)
 
-    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
-        scaled, factor = self._scaled_and_factor(x, y)
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        scaled, factor = _matern_scaled_and_factor(x, y, -1.0, self.sigma)
         return scaled.mul_(factor).exp_()
-
-    def _scaled_and_factor(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        scaled, scale = _scaled_distances(x, y)
-        return scaled, _per_pair_factor(-1.0 / _as_tensor(self.sigma, x), scale, x)
 
 
 class Matern32Kernel(StaticKernel):
@@ -350,7 +347,7 @@ class Matern32Kernel(StaticKernel):
         u = _clamp_matern_u(scaled * factor)
         return (1.0 + u) * torch.exp(-u)
 
-    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         scaled, factor = _matern_scaled_and_factor(x, y, math.sqrt(3.0), self.sigma)
         u = _clamp_matern_u(scaled.mul_(factor), in_place=True)
         return torch.neg(u).exp_().mul_(u.add_(1.0))  # (u + 1) · e^−u: the bits of (1 + u) · e^−u
@@ -368,7 +365,7 @@ class Matern52Kernel(StaticKernel):
         u = _clamp_matern_u(scaled * factor)
         return (1.0 + u + u * u / 3.0) * torch.exp(-u)
 
-    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         scaled, factor = _matern_scaled_and_factor(x, y, math.sqrt(5.0), self.sigma)
         u = _clamp_matern_u(scaled.mul_(factor), in_place=True)
         decay = torch.neg(u).exp_()
@@ -390,7 +387,7 @@ class RationalQuadraticKernel(StaticKernel):
         base = 1.0 + scaled * scaled / denominator
         return base.pow(-alpha)
 
-    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+    def _values_overwritable(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         scaled, denominator, alpha = self._scaled_denominator_alpha(x, y)
         return scaled.mul_(scaled).div_(denominator).add_(1.0).pow_(-alpha)  # (r²/den + 1)^−α
 
