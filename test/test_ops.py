@@ -136,23 +136,36 @@ def test_value_and_grid_orientations_agree():
         assert rel_err(goursat(increments, [2, 1], False, 1), grid[:, -1, -1]) < 1e-14
 
 
-def test_checkpointed_backward_equals_backward_from_grid():
-    """A 1025 x 1025 grid exceeds the per-task scratch budget: rows are checkpointed."""
-    increments = torch.randn(2, 64, 64, dtype=torch.float64) / 64
-    order = [4, 4]
+@pytest.mark.parametrize(
+    "shape, order",
+    [
+        ((2, 64, 64), [4, 4]),  # 1025 x 1025: checkpointed head blocks, the last rows kept whole
+        ((9, 90, 300), [3, 1]),  # blocks and the kept rows start inside a coarse row (block 53)
+    ],
+)
+def test_checkpointed_backward_equals_backward_from_grid(shape, order):
+    """Grids beyond the per-task scratch budget: the backward keeps the last rows (and their
+    coarse rows' increments) from its one forward pass and recomputes the others from checkpoint
+    rows; every K, coefficient and sum is the one the given grid's backward uses, bit for bit."""
+    increments = torch.randn(*shape, dtype=torch.float64) / 64
     grid = goursat(increments, order, True, -1)
-    seed = torch.randn(2, dtype=torch.float64)
-    recomputed = goursat_backward(seed, increments, order, False, None, -1)
-    from_grid = goursat_backward(seed, increments, order, False, grid, -1)
-    assert rel_err(recomputed, from_grid) < 1e-13
+    seed = torch.randn(shape[0], dtype=torch.float64)
+    for n_jobs in (1, -1):
+        recomputed = goursat_backward(seed, increments, order, False, None, n_jobs)
+        assert torch.equal(recomputed, goursat_backward(seed, increments, order, False, grid, n_jobs))
     grid_seed = torch.randn_like(grid)
-    assert (
-        rel_err(
-            goursat_backward(grid_seed, increments, order, True, None, -1),
-            goursat_backward(grid_seed, increments, order, True, grid, -1),
-        )
-        < 1e-13
+    assert torch.equal(
+        goursat_backward(grid_seed, increments, order, True, None, -1),
+        goursat_backward(grid_seed, increments, order, True, grid, -1),
     )
+    # The linear kernel forms the kept rows' increments in the solver: the same sums.
+    dx = torch.randn(shape[0], shape[1], 3, dtype=torch.float64) / 8
+    dy = torch.randn(shape[0], shape[2], 3, dtype=torch.float64) / 8
+    linear_grid = torch.ops.sigkernel.goursat_linear(dx, dy, order, True, 1)
+    for n_jobs in (1, -1):
+        recomputed = torch.ops.sigkernel.goursat_linear_backward(seed, dx, dy, order, False, None, n_jobs)
+        from_grid = torch.ops.sigkernel.goursat_linear_backward(seed, dx, dy, order, False, linear_grid, n_jobs)
+        assert all(torch.equal(a, b) for a, b in zip(recomputed, from_grid))
 
 
 def test_non_contiguous_increments_and_seeds():
