@@ -242,7 +242,7 @@ bool worth_it(const Problem<T>& pr, const WavePlan& plan, int64_t threads, int64
   constexpr int kPer = lanes_per_vector<T>();
   // The lane blocks' split (run_blocks in goursat_kernel.cpp).
   const int64_t per_thread = (pr.batch + threads - 1) / threads;
-  const int max_vectors = sizeof(T) == 8 ? 2 : 4;
+  const int max_vectors = (backward || sizeof(T) == 8) ? 2 : 4;
   int vectors = 1;
   while (vectors < max_vectors && vectors * kPer < per_thread) vectors *= 2;
   const int64_t n_blocks = (pr.batch + vectors * kPer - 1) / (vectors * kPer);
