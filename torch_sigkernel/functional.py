@@ -97,7 +97,16 @@ def _linear_factors(
             f"static_kernel.linear_factors must return tensors of shapes {expected[0] + ('d',)} and "
             f"{expected[1] + ('d',)}"
         )
-    return dx.to(x.dtype), dy.to(x.dtype)
+    # (Each skipped no-op call saves a few µs of dispatch: tiny calls are overhead-bound.)
+    return _as_dtype(dx, x.dtype), _as_dtype(dy, x.dtype)
+
+
+def _as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _as_shape(t: torch.Tensor, shape: Tuple[int, ...]) -> torch.Tensor:
+    return t if t.shape == shape else t.reshape(shape)
 
 
 def _finite_means_finite_inputs(kernel: KernelLike, dx: torch.Tensor, dy: torch.Tensor) -> bool:
@@ -186,7 +195,7 @@ class _Prepared:
 
     def flat(self, path: torch.Tensor) -> torch.Tensor:
         """Transformed path(s) as (B, L', d'), B the product of the leading dimensions."""
-        path = path.reshape((math.prod(path.shape[:-2]),) + tuple(path.shape[-2:]))
+        path = _as_shape(path, (math.prod(path.shape[:-2]),) + tuple(path.shape[-2:]))
         return apply_transforms(path, self.time_aug, self.lead_lag, self.end_time)
 
     def solve(self, static_kernel: KernelLike, x: torch.Tensor, y: torch.Tensor, return_grid: bool) -> torch.Tensor:
@@ -249,10 +258,10 @@ def sig_kernel(
     if normalize and return_grid:
         raise ValueError("normalize=True cannot be combined with return_grid=True")
     x, y = prep.flat(path1), prep.flat(path2)
-    out = prep.solve(static_kernel, x, y, return_grid).reshape(prep.grid_shape if return_grid else prep.batch_shape)
+    out = _as_shape(prep.solve(static_kernel, x, y, return_grid), prep.grid_shape if return_grid else prep.batch_shape)
     if normalize:
-        k_xx = prep.solve(static_kernel, x, x, False).reshape(prep.batch_shape)
-        k_yy = prep.solve(static_kernel, y, y, False).reshape(prep.batch_shape)
+        k_xx = _as_shape(prep.solve(static_kernel, x, x, False), prep.batch_shape)
+        k_yy = _as_shape(prep.solve(static_kernel, y, y, False), prep.batch_shape)
         out = normalize_kernel(out, k_xx, k_yy)
     elif prep.known_finite:
         return out
