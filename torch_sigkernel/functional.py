@@ -62,7 +62,7 @@ def _increments(kernel: KernelLike, x: torch.Tensor, y: torch.Tensor) -> torch.T
         )
     # A user kernel may compute in another precision (e.g. a float64 parameter): the PDE
     # runs in the paths' dtype.
-    return increments.to(x.dtype)
+    return _as_dtype(increments, x.dtype)
 
 
 def _needs_graph(kernel: StaticKernel, x: torch.Tensor, y: torch.Tensor) -> bool:

@@ -16,7 +16,7 @@ import torch.utils.checkpoint
 from . import _validation as V
 from ._nonfinite import finite_paths, nan_where_not, normalize_kernel
 from ._numpy import numpy_adapter
-from .functional import KernelLike, _linear_factors, _Prepared, _warn_if_nonfinite
+from .functional import KernelLike, _as_shape, _linear_factors, _Prepared, _warn_if_nonfinite
 from .static_kernels import needs_grad
 
 #: Workspace of one sig_kernel_gram call when ``memory_budget`` is not given, in bytes.
@@ -222,7 +222,7 @@ def sig_kernel_gram(
         diag_x = gram.diagonal() if symmetric else prep.solve(static_kernel, x, x, False)
         diag_y = diag_x if symmetric else prep.solve(static_kernel, y, y, False)
         gram = normalize_kernel(gram, diag_x.unsqueeze(1), diag_y.unsqueeze(0))
-    gram = gram.reshape(prep.grid_shape if return_grid else prep.batch_shape)
+    gram = _as_shape(gram, prep.grid_shape if return_grid else prep.batch_shape)
     _warn_if_nonfinite(gram, "sig_kernel_gram", normalize=normalize)
     return gram
 
