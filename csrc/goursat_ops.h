@@ -29,4 +29,14 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_backward(
     c10::IntArrayRef dyadic_order, bool return_grid, const c10::optional<at::Tensor>& grid,
     int64_t n_jobs);
 
+// goursat_linear of the pairs (dx[rows[p]], dy[cols[p]]): k (P,).
+at::Tensor goursat_linear_pairs(const at::Tensor& dx, const at::Tensor& dy, const at::Tensor& rows,
+                                const at::Tensor& cols, c10::IntArrayRef dyadic_order,
+                                int64_t n_jobs);
+
+// Exact adjoint of goursat_linear_pairs: (∂F/∂dx, ∂F/∂dy) of the two batches.
+std::tuple<at::Tensor, at::Tensor> goursat_linear_pairs_backward(
+    const at::Tensor& grad_output, const at::Tensor& dx, const at::Tensor& dy,
+    const at::Tensor& rows, const at::Tensor& cols, c10::IntArrayRef dyadic_order, int64_t n_jobs);
+
 }  // namespace sigkernel

@@ -50,6 +50,24 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_backward(
   return op.call(grad_output, dx, dy, dyadic_order, return_grid, grid, n_jobs);
 }
 
+at::Tensor goursat_linear_pairs(const at::Tensor& dx, const at::Tensor& dy, const at::Tensor& rows,
+                                const at::Tensor& cols, c10::IntArrayRef dyadic_order,
+                                int64_t n_jobs) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("sigkernel::goursat_linear_pairs", "")
+                       .typed<decltype(goursat_linear_pairs)>();
+  return op.call(dx, dy, rows, cols, dyadic_order, n_jobs);
+}
+
+std::tuple<at::Tensor, at::Tensor> goursat_linear_pairs_backward(
+    const at::Tensor& grad_output, const at::Tensor& dx, const at::Tensor& dy,
+    const at::Tensor& rows, const at::Tensor& cols, c10::IntArrayRef dyadic_order, int64_t n_jobs) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("sigkernel::goursat_linear_pairs_backward", "")
+                       .typed<decltype(goursat_linear_pairs_backward)>();
+  return op.call(grad_output, dx, dy, rows, cols, dyadic_order, n_jobs);
+}
+
 #ifndef WITH_CUDA
 // A build without the CUDA sources still claims the CUDA key, to say so clearly instead of
 // torch's generic "could not run ... with arguments from the 'CUDA' backend".
@@ -108,6 +126,17 @@ TORCH_LIBRARY(sigkernel, m) {
   m.def(
       "goursat_linear_backward(Tensor grad_output, Tensor dx, Tensor dy, int[2] dyadic_order, "
       "bool return_grid=False, Tensor? grid=None, int n_jobs=1) -> (Tensor, Tensor)");
+  // goursat_linear of the pairs (dx[rows[p]], dy[cols[p]]) of two batches of factors
+  // dx (N1, m1, d), dy (N2, m2, d), indexed by int64 rows (P,) and cols (P,): k (P,).
+  // Its autograd keeps the batches and indices, not per-pair copies (Gram matrices).
+  m.def(
+      "goursat_linear_pairs(Tensor dx, Tensor dy, Tensor rows, Tensor cols, int[2] dyadic_order, "
+      "int n_jobs=1) -> Tensor");
+  // Its exact adjoint: (∂F/∂dx (N1, m1, d), ∂F/∂dy (N2, m2, d)), a bounded chunk of pairs at
+  // a time.
+  m.def(
+      "goursat_linear_pairs_backward(Tensor grad_output, Tensor dx, Tensor dy, Tensor rows, "
+      "Tensor cols, int[2] dyadic_order, int n_jobs=1) -> (Tensor, Tensor)");
 }
 
 }  // namespace sigkernel

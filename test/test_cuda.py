@@ -39,6 +39,7 @@ def _assert_close(cuda_result, cpu_result, dtype):
 
 def test_every_op_has_a_cuda_kernel():
     ops = ("goursat", "goursat_backward", "goursat_linear", "goursat_linear_backward")
+    ops += ("goursat_linear_pairs", "goursat_linear_pairs_backward")
     for op in (f"sigkernel::{name}" for name in ops):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), (
             f"{op} has no CUDA kernel: torch_sigkernel was built without CUDA "
@@ -135,6 +136,26 @@ def test_linear_op_matches_cpu(shape, return_grid, dtype):
         _assert_close(cuda_grad, cpu_grad, dtype)
     dxc, dyc = (t.requires_grad_() for t in _on_cuda(dx, dy))
     opcheck(lin.default, (dxc, dyc, order, return_grid, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_pairs_op_matches_cpu(dtype):
+    """goursat_linear_pairs (gathering on the GPU, all pairs in one backward chunk) against the
+    CPU's, to rounding; out-of-range indices raise instead of a device-side assertion."""
+    dx = torch.randn(5, 6, 2, dtype=dtype) * 0.4
+    dy = torch.randn(3, 4, 2, dtype=dtype) * 0.4
+    rows, cols = torch.tensor([0, 4, 4, 2, 1, 0]), torch.tensor([2, 0, 1, 1, 2, 2])
+    pairs, back = torch.ops.sigkernel.goursat_linear_pairs, torch.ops.sigkernel.goursat_linear_pairs_backward
+    _assert_close(pairs(*_on_cuda(dx, dy, rows, cols), [1, 2], 1), pairs(dx, dy, rows, cols, [1, 2], 1), dtype)
+    seed = torch.randn(6, dtype=dtype)
+    for cuda_grad, cpu_grad in zip(
+        back(*_on_cuda(seed, dx, dy, rows, cols), [1, 2], 1), back(seed, dx, dy, rows, cols, [1, 2], 1)
+    ):
+        _assert_close(cuda_grad, cpu_grad, dtype)
+    dxc, dyc = (t.requires_grad_() for t in _on_cuda(dx, dy))
+    opcheck(pairs.default, (dxc, dyc, rows.cuda(), cols.cuda(), [1, 2], 1))
+    with pytest.raises(RuntimeError, match="rows must index a batch of 5 paths"):
+        pairs(*_on_cuda(dx, dy, rows + 1, cols), [1, 2], 1)
 
 
 def test_non_contiguous_increments_and_seeds_on_cuda():

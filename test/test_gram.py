@@ -95,7 +95,7 @@ def test_memory_budget_chunks_pairs_without_changing_results(kernel, monkeypatch
     whole = sig_kernel_gram(x, y, 1, static_kernel=kernel)
     (gx, gy) = torch.autograd.grad(whole.square().sum(), (x, y))
     linear = kernel is None
-    per_pair = gram_module.pair_workspace_bytes(x, y, linear, grad=True)
+    per_pair = gram_module.pair_workspace_bytes(x, y, linear, grad=True, return_grid=False)
     calls = []
     # Linear kernels gather each pair's factors from per-path increments (_solve_linear_chunk).
     name, rows_arg = ("_solve_linear_chunk", 3) if linear else ("_solve_chunk", 4)
@@ -109,10 +109,12 @@ def test_memory_budget_chunks_pairs_without_changing_results(kernel, monkeypatch
     assert rel_err(cx, gx) < 1e-14 and rel_err(cy, gy) < 1e-14
     if not linear:  # the checkpointed chunks were solved again in the backward
         assert len(calls) == 2 * ((pairs + 2) // 3)
-    with torch.no_grad():  # no gradients: half the bytes per pair, so twice the pairs per chunk
+    with torch.no_grad():
+        # Non-linear kernels without gradients: half the bytes per pair, so twice the pairs per
+        # chunk. Linear kernel values keep no per-pair state for the backward: the same chunks.
         calls.clear()
         assert torch.equal(sig_kernel_gram(x, y, 1, static_kernel=kernel, memory_budget=3 * per_pair + 1), whole)
-        assert calls[0] == 6
+        assert calls[0] == (3 if linear else 6)
 
 
 def test_default_budget_solves_small_grams_at_once(monkeypatch):
@@ -258,3 +260,34 @@ def test_bad_inputs(call, error, match):
     x, y = _samples()
     with pytest.raises(error, match=match):
         call(x, y)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_linear_gram_autograd_keeps_no_per_pair_copies(symmetric):
+    """The linear kernels' Gram keeps each path's increments for its backward, not the (pairs,
+    L, d) gathered copies (goursat_linear_pairs): no saved tensor has more elements than a
+    batch of paths, while the gradients equal those of gathering the pairs."""
+    x, y = _samples()
+    x = x.clone().requires_grad_()
+    y = x if symmetric else y.clone().requires_grad_()
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        gram = sig_kernel_gram(x, y, 1)
+    assert saved and max(saved) <= max(x.numel(), y.numel())
+    grads = torch.autograd.grad(gram.square().sum(), (x,) if symmetric else (x, y))
+
+    # The same Gram from gathered pairs through goursat_linear.
+    a = x.detach().clone().requires_grad_()
+    b = a if symmetric else y.detach().clone().requires_grad_()
+    rows = torch.arange(a.shape[0]).repeat_interleave(b.shape[0])
+    cols = torch.arange(b.shape[0]).repeat(a.shape[0])
+    dx, dy = a.diff(dim=1), b.diff(dim=1)
+    k = torch.ops.sigkernel.goursat_linear(dx.index_select(0, rows), dy.index_select(0, cols), [1, 1], False, 1)
+    expected = torch.autograd.grad(k.reshape(a.shape[0], b.shape[0]).square().sum(), (a,) if symmetric else (a, b))
+    for got, want in zip(grads, expected):
+        assert rel_err(got, want) < 1e-13

@@ -140,7 +140,7 @@ def test_value_and_grid_orientations_agree():
     "shape, order",
     [
         ((2, 64, 64), [4, 4]),  # 1025 x 1025: checkpointed head blocks, the last rows kept whole
-        ((9, 90, 300), [3, 1]),  # blocks and the kept rows start inside a coarse row (block 53)
+        ((9, 90, 300), [3, 1]),  # blocks and the kept rows start inside a coarse row (block 27)
     ],
 )
 def test_checkpointed_backward_equals_backward_from_grid(shape, order):

@@ -123,3 +123,68 @@ def _goursat_linear_backward_fake(
     n1, n2 = _refined(m1, dyadic_order[0]), _refined(m2, dyadic_order[1])
     _check_backward_args(grad_output, dx, "dx", batch, n1, n2, return_grid, grid)
     return dx.new_empty(dx.shape), dy.new_empty(dy.shape)
+
+
+def _check_pair_index(index: torch.Tensor, name: str, dx: torch.Tensor) -> None:
+    torch._check(
+        index.dim() == 1 and index.dtype == torch.int64,
+        lambda: f"sigkernel: {name} must be a 1-D int64 tensor, got {index.dtype} of shape {tuple(index.shape)}",
+    )
+    torch._check(
+        index.device == dx.device,
+        lambda: f"sigkernel: {name} must be on the device of dx ({dx.device}), got {index.device}",
+    )
+
+
+def _check_pair_args(dx: torch.Tensor, dy: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> None:
+    torch._check(dx.dim() == 3, lambda: f"sigkernel: dx must have shape (N1, m1, d), got {tuple(dx.shape)}")
+    torch._check(dy.dim() == 3, lambda: f"sigkernel: dy must have shape (N2, m2, d), got {tuple(dy.shape)}")
+    torch._check(
+        dx.dtype in (torch.float32, torch.float64),
+        lambda: f"sigkernel: dx must be float32 or float64, got {dx.dtype}",
+    )
+    torch._check(dy.dtype == dx.dtype, lambda: f"sigkernel: dy must have the dtype of dx ({dx.dtype}), got {dy.dtype}")
+    torch._check(
+        dy.device == dx.device, lambda: f"sigkernel: dy must be on the device of dx ({dx.device}), got {dy.device}"
+    )
+    torch._check(dx.shape[2] == dy.shape[2], lambda: "sigkernel: dx and dy must have the same d")
+    _check_pair_index(rows, "rows", dx)
+    _check_pair_index(cols, "cols", dx)
+    torch._check(
+        rows.shape[0] == cols.shape[0],
+        lambda: f"sigkernel: rows and cols must have one entry per pair, got {rows.shape[0]} and {cols.shape[0]}",
+    )
+
+
+@torch.library.register_fake("sigkernel::goursat_linear_pairs")
+def _goursat_linear_pairs_fake(
+    dx: torch.Tensor,
+    dy: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    dyadic_order: Sequence[int],
+    n_jobs: int = 1,
+) -> torch.Tensor:
+    _check_pair_args(dx, dy, rows, cols)
+    return dx.new_empty((rows.shape[0],))
+
+
+@torch.library.register_fake("sigkernel::goursat_linear_pairs_backward")
+def _goursat_linear_pairs_backward_fake(
+    grad_output: torch.Tensor,
+    dx: torch.Tensor,
+    dy: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    dyadic_order: Sequence[int],
+    n_jobs: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_pair_args(dx, dy, rows, cols)
+    torch._check(
+        grad_output.dim() == 1 and grad_output.shape[0] == rows.shape[0],
+        lambda: (
+            f"sigkernel: grad_output must have shape ({rows.shape[0]},) (one value per pair), "
+            f"got {tuple(grad_output.shape)}"
+        ),
+    )
+    return dx.new_empty(dx.shape), dy.new_empty(dy.shape)

@@ -41,15 +41,16 @@ def check_memory_budget(memory_budget: object) -> int:
     return memory_budget
 
 
-def pair_workspace_bytes(x: torch.Tensor, y: torch.Tensor, linear: bool, grad: bool) -> int:
+def pair_workspace_bytes(x: torch.Tensor, y: torch.Tensor, linear: bool, grad: bool, return_grid: bool) -> int:
     """Bytes one pair of transformed paths x (L1, d), y (L2, d) takes while its chunk is solved:
-    the linear kernel's gathered path increments, or another kernel's copies of the two paths,
-    (L1, L2) values, temporaries and (L1 − 1, L2 − 1) increments; twice that with gradients
-    (what the backward holds). The solver's own scratch is per thread, not per pair."""
+    the linear kernel's gathered path increments (its kernel values keep none for the backward;
+    its grids keep them), or another kernel's copies of the two paths, (L1, L2) values,
+    temporaries and (L1 − 1, L2 − 1) increments; twice that with gradients (what the backward
+    holds). The solver's own scratch is per thread, not per pair."""
     item = x.element_size()
     length1, length2, dim = x.shape[-2], y.shape[-2], x.shape[-1]
     if linear:
-        return (length1 + length2) * dim * item * (2 if grad else 1)
+        return (length1 + length2) * dim * item * (2 if grad and return_grid else 1)
     copies = (length1 + length2) * dim * item
     work = (4 * length1 * length2 + max(length1 - 1, 0) * max(length2 - 1, 0)) * item
     return (copies + work) * (2 if grad else 1)
@@ -117,11 +118,17 @@ def _solve_linear_chunk(
     cols: torch.Tensor,
     return_grid: bool,
 ) -> torch.Tensor:
-    """Linear kernels: the pairs' factors are gathered from each path's increments (formed once
-    per path, not per pair: no per-pair copies of the paths, whose backward would need as much
-    again), and pairs with a NaN/Inf path made NaN (as prep.solve does)."""
-    dx, dy = factors[0].index_select(0, rows), factors[1].index_select(0, cols)
-    out = torch.ops.sigkernel.goursat_linear(dx, dy, list(prep.orders), return_grid, prep.n_jobs)
+    """Linear kernels: the pairs are solved from each path's increments (formed once per path,
+    not per pair); pairs with a NaN/Inf path are made NaN (as prep.solve does). Kernel values
+    come from goursat_linear_pairs, whose autograd keeps no per-pair copies of the factors (its
+    backward gathers a bounded chunk of pairs at a time); grids from gathered factors."""
+    if return_grid:
+        dx, dy = factors[0].index_select(0, rows), factors[1].index_select(0, cols)
+        out = torch.ops.sigkernel.goursat_linear(dx, dy, list(prep.orders), True, prep.n_jobs)
+    else:
+        out = torch.ops.sigkernel.goursat_linear_pairs(
+            factors[0], factors[1], rows, cols, list(prep.orders), prep.n_jobs
+        )
     return nan_where_not(out, finite[0].index_select(0, rows) & finite[1].index_select(0, cols))
 
 
@@ -198,7 +205,7 @@ def sig_kernel_gram(
     elif torch.compiler.is_compiling():
         chunk = n_pairs  # one solve: no loop over a shape-dependent count (no recompiles)
     else:
-        chunk = max(1, budget // pair_workspace_bytes(x, y, linear, grad))
+        chunk = max(1, budget // pair_workspace_bytes(x, y, linear, grad, return_grid))
     if chunk >= n_pairs:
         solved = solve(rows, cols)
     else:

@@ -14,12 +14,12 @@ The static kernel is a submodule: its ``nn.Parameter`` hyper-parameters train wi
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 
 from . import _validation as V
-from ._nonfinite import nan_for_nonfinite_pairs, normalize_kernel
+from ._nonfinite import finite_paths, nan_for_nonfinite_pairs, nan_where_not, normalize_kernel
 from .gram import assemble_gram, check_max_batch, pair_indices
 from .metrics import off_diagonal_mean
 from .static_kernels import LinearKernel, StaticKernel, double_difference
@@ -124,21 +124,37 @@ class _SigKernelBase(torch.nn.Module):
             k = torch.ops.sigkernel.goursat(increments, self.dyadic_order, False, self.n_jobs)
         return nan_for_nonfinite_pairs(k, x, y)  # NaN/Inf inputs: NaN, as in sig_kernel
 
+    def _solve_pairs(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        factors: Optional[Tuple[torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
+        """k(x[rows[p]], y[cols[p]]). Linear kernels solve from each path's increments, and their
+        autograd keeps those, not per-pair copies (goursat_linear_pairs)."""
+        if factors is None:
+            # index_select, not x[rows]: deterministic gradients (see gram.py).
+            return self._solve(x.index_select(0, rows), y.index_select(0, cols))
+        k = torch.ops.sigkernel.goursat_linear_pairs(factors[0], factors[1], rows, cols, self.dyadic_order, self.n_jobs)
+        return nan_where_not(k, finite_paths(x).index_select(0, rows) & finite_paths(y).index_select(0, cols))
+
     def _gram(self, x: torch.Tensor, y: torch.Tensor, symmetric: bool) -> torch.Tensor:
         """(N1, N2) Gram of transformed, flattened batches; one triangle if `symmetric`."""
         if x.shape[-1] != y.shape[-1]:
             raise ValueError("both batches of paths must have the same dimension d")
         symmetric = symmetric and self.dyadic_order[0] == self.dyadic_order[1]
         rows, cols, n_upper = pair_indices(x.shape[0], y.shape[0], symmetric, x.device)
+        factors = self.static_kernel.linear_factors(x, y)
         if self.max_batch == -1:  # one solve: no loop over a shape-dependent count (no recompiles)
-            # index_select, not x[rows]: deterministic gradients (see gram.py).
-            solved = self._solve(x.index_select(0, rows), y.index_select(0, cols))
+            solved = self._solve_pairs(x, y, rows, cols, factors)
         else:
             chunk = self.max_batch * self.max_batch
             values: List[torch.Tensor] = []
             for start in range(0, max(rows.shape[0], 1), chunk):
                 i, j = rows[start : start + chunk], cols[start : start + chunk]
-                values.append(self._solve(x.index_select(0, i), y.index_select(0, j)))
+                values.append(self._solve_pairs(x, y, i, j, factors))
             solved = torch.cat(values)
         return assemble_gram(solved, rows, cols, n_upper, x.shape[0], y.shape[0])
 

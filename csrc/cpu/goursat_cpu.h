@@ -16,6 +16,10 @@ constexpr int lanes_per_vector() {
   return 32 / int(sizeof(T));
 }
 
+// SIMD vectors per lane block in the backward, at most (the forward's float32 blocks take 4):
+// its blocks hold 2·lanes_per_vector<T>() pairs.
+constexpr int kBackwardVectors = 2;
+
 // Per-ISA entry points (goursat_lanes_<isa>.cpp). `width` = lanes per block
 // (1, 2 or 4 vectors); blocks [block_begin, block_end) are solved with one
 // scratch buffer of lane_scratch_elems(...) elements.

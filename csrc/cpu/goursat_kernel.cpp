@@ -65,7 +65,7 @@ void run_blocks(const Problem<T>& pr, int64_t threads, bool backward, const Gour
   if (pr.batch == 0) return;
   if (run_wavefront(pr, threads, backward, use_avx2())) return;
   constexpr int kPer = lanes_per_vector<T>();
-  const int max_vectors = (backward || sizeof(T) == 8) ? 2 : 4;
+  const int max_vectors = (backward || sizeof(T) == 8) ? kBackwardVectors : 4;
   const int64_t per_thread = (pr.batch + threads - 1) / threads;
   int vectors = 1;
   while (vectors < max_vectors && vectors * kPer < per_thread) vectors *= 2;
