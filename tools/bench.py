@@ -1,11 +1,16 @@
 """Benchmark torch_sigkernel against pySigLib 4.0, in the same process.
 
-What is timed (wall-clock, best of N runs after one warm-up call; all the measurements of
-a case and dtype -- both libraries, every ``--n-jobs`` value -- take turns within each
+What is timed (wall-clock, best of N samples after one warm-up call; all the measurements
+of a case and dtype -- both libraries, every ``--n-jobs`` value -- take turns within each
 repeat, so load changes hit all alike and the thread-scaling ratios are measured side by
-side too).  N is ``--repeats`` if given; otherwise rounds go on until they have taken
-``--case-time`` seconds, at least 3 and at most 30, so cheap cases, whose ratios suffer
-most from a loaded machine, get many tries and the slow Gram case few:
+side too).  A sample is one call, or for calls shorter than ``--window`` ms, one untimed call
+and then the mean of the calls that fill the window: the untimed call absorbs what the
+measurement before left behind (the other library's worker threads still spinning, which
+took the second core from the first 1 ms call of ours and made the long float32 pair's
+forward look 1.26x faster on 2 threads instead of 1.76x).  N is ``--repeats`` if given;
+otherwise rounds go on until they have taken ``--case-time`` seconds, at least 3 and at
+most 30, so cheap cases, whose ratios suffer most from a loaded machine, get many tries and
+the slow Gram case few:
 
 * forward  -- ``pysiglib.sig_kernel(x, y, dyadic_order=lam, n_jobs=...)`` versus
   ``torch_sigkernel.sig_kernel(x, y, lam, n_jobs=...)`` on the same (B, L, d) tensors;
@@ -203,10 +208,11 @@ class Timer:
 
     MIN_REPEATS, MAX_REPEATS = 3, 30
 
-    def __init__(self, device: torch.device, repeats: int | None, case_time_s: float) -> None:
+    def __init__(self, device: torch.device, repeats: int | None, case_time_s: float, window_ms: float = 0.0) -> None:
         self.cuda = device.type == "cuda"
         self.repeats = repeats
         self.case_time_s = case_time_s
+        self.window_ms = window_ms
 
     def _sync(self) -> None:
         if self.cuda:
@@ -220,6 +226,22 @@ class Timer:
         self._sync()
         return (time.perf_counter() - start) * 1e3
 
+    def sample(self, fn: Callable[[], object], setup: Callable[[], None] | None) -> float:
+        """Milliseconds per call: one call, or, when that takes less than ``window_ms``, the
+        mean of the calls after it that fill the window (the first one not counted)."""
+        if setup is not None:
+            setup()
+        first = self.once(fn)
+        if first >= self.window_ms:
+            return first
+        total, calls = 0.0, 0
+        while total < self.window_ms:
+            if setup is not None:
+                setup()
+            total += self.once(fn)
+            calls += 1
+        return total / calls
+
     def best(self, measurements: dict[str, Measurement]) -> tuple[dict[str, float], int]:
         """Best time of each measurement in milliseconds, and the number of rounds run.
 
@@ -231,9 +253,7 @@ class Timer:
         rounds = 0
         while True:
             for name, (fn, setup) in measurements.items():
-                if setup is not None:
-                    setup()
-                best[name] = min(best[name], self.once(fn))
+                best[name] = min(best[name], self.sample(fn, setup))
             rounds += 1
             if self.repeats is not None:
                 if rounds >= self.repeats:
@@ -657,6 +677,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="timed runs per measurement, best kept (default: adaptive, see --case-time; 2 with --quick)",
     )
     parser.add_argument(
+        "--window",
+        type=float,
+        default=20.0,
+        help="a sample of a call shorter than this many ms is the mean of the calls filling this window, "
+        "after one untimed call (0: single calls)",
+    )
+    parser.add_argument(
         "--case-time",
         type=float,
         default=8.0,
@@ -748,7 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtypes = list(DTYPES.values()) if args.dtype == "both" else [DTYPES[args.dtype]]
     n_jobs_list = args.n_jobs if device.type == "cpu" else [1]
     many = summary_n_jobs(n_jobs_list)
-    timer = Timer(device, args.repeats, args.case_time)
+    timer = Timer(device, args.repeats, args.case_time, args.window)
     runs = (
         f"best of {args.repeats}"
         if args.repeats is not None
