@@ -24,8 +24,8 @@ void check_pair_indices(const at::Tensor& dx, const at::Tensor& dy, const at::Te
                         const at::Tensor& cols) {
   TORCH_CHECK(dx.dim() == 3, "sigkernel: dx must have shape (N1, m1, d), got ", dx.sizes());
   TORCH_CHECK(dy.dim() == 3, "sigkernel: dy must have shape (N2, m2, d), got ", dy.sizes());
-  for (const auto& [index, name, batch] : {std::make_tuple(&rows, "rows", dx.size(0)),
-                                           std::make_tuple(&cols, "cols", dy.size(0))}) {
+  for (const auto& [index, name, batch] :
+       {std::make_tuple(&rows, "rows", dx.size(0)), std::make_tuple(&cols, "cols", dy.size(0))}) {
     TORCH_CHECK(index->dim() == 1 && index->scalar_type() == at::kLong, "sigkernel: ", name,
                 " must be a 1-D int64 tensor, got ", index->scalar_type(), " of shape ",
                 index->sizes());
@@ -35,8 +35,8 @@ void check_pair_indices(const at::Tensor& dx, const at::Tensor& dy, const at::Te
       // One look at the values (a synchronisation on a GPU, where an out-of-range index
       // would otherwise be a device-side assertion).
       const int64_t low = index->min().item<int64_t>(), high = index->max().item<int64_t>();
-      TORCH_CHECK(low >= 0 && high < batch, "sigkernel: ", name, " must index a batch of ",
-                  batch, " paths, got values in [", low, ", ", high, "]");
+      TORCH_CHECK(low >= 0 && high < batch, "sigkernel: ", name, " must index a batch of ", batch,
+                  " paths, got values in [", low, ", ", high, "]");
     }
   }
   TORCH_CHECK(rows.size(0) == cols.size(0), "sigkernel: rows and cols must have one entry per ",
@@ -48,9 +48,9 @@ void check_pair_indices(const at::Tensor& dx, const at::Tensor& dy, const at::Te
 // elsewhere (a GPU wants every pair at once, as the forward had them) all pairs.
 int64_t backward_chunk(const at::Tensor& dx, const at::Tensor& dy, int64_t pairs, int64_t n_jobs) {
   if (!dx.is_cpu()) return std::max<int64_t>(pairs, 1);
-  const int64_t block = cpu::kBackwardVectors * (dx.element_size() == 8
-                                                     ? cpu::lanes_per_vector<double>()
-                                                     : cpu::lanes_per_vector<float>());
+  const int64_t block =
+      cpu::kBackwardVectors *
+      (dx.element_size() == 8 ? cpu::lanes_per_vector<double>() : cpu::lanes_per_vector<float>());
   const int64_t unit = block * resolve_num_threads(n_jobs);
   const int64_t pair_bytes =
       std::max<int64_t>(2 * (dx.size(1) + dy.size(1)) * dx.size(2) * dx.element_size(), 1);
@@ -67,8 +67,7 @@ at::Tensor goursat_linear_pairs_impl(const at::Tensor& dx, const at::Tensor& dy,
 
 std::tuple<at::Tensor, at::Tensor> goursat_linear_pairs_backward_impl(
     const at::Tensor& grad_output, const at::Tensor& dx, const at::Tensor& dy,
-    const at::Tensor& rows, const at::Tensor& cols, c10::IntArrayRef dyadic_order,
-    int64_t n_jobs) {
+    const at::Tensor& rows, const at::Tensor& cols, c10::IntArrayRef dyadic_order, int64_t n_jobs) {
   check_pair_indices(dx, dy, rows, cols);
   const int64_t pairs = rows.size(0);
   TORCH_CHECK(grad_output.dim() == 1 && grad_output.size(0) == pairs,
@@ -82,9 +81,9 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_pairs_backward_impl(
   for (int64_t start = 0; start < pairs; start += chunk) {
     const int64_t count = std::min(chunk, pairs - start);
     const at::Tensor r = rows.narrow(0, start, count), c = cols.narrow(0, start, count);
-    auto grads = goursat_linear_backward(grad_output.narrow(0, start, count),
-                                         dx.index_select(0, r), dy.index_select(0, c),
-                                         dyadic_order, /*return_grid=*/false, c10::nullopt, n_jobs);
+    auto grads = goursat_linear_backward(grad_output.narrow(0, start, count), dx.index_select(0, r),
+                                         dy.index_select(0, c), dyadic_order, /*return_grid=*/false,
+                                         c10::nullopt, n_jobs);
     dx_grad.index_add_(0, r, std::get<0>(grads));
     dy_grad.index_add_(0, c, std::get<1>(grads));
   }
