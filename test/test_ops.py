@@ -4,6 +4,10 @@ recurrence, lane blocking and threading invariances, and the checkpointed backwa
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -256,3 +260,53 @@ def test_cuda_tensors_on_a_build_without_cuda_get_a_clear_error():
         goursat_backward.default.redispatch(
             cuda, torch.ones(2, dtype=torch.float64), increments, [0, 0], False, None, 1
         )
+
+
+_SCRATCH_SCRIPT = textwrap.dedent(
+    """
+    import sys, torch, torch_sigkernel
+    op = torch.ops.sigkernel
+    gen = torch.Generator().manual_seed(3)
+    out = {}
+    cases = [(5, 9, 14, 3, [1, 0]), (9, 90, 300, 2, [3, 1]), (3, 40, 25, 4, [0, 2]), (2, 64, 64, 2, [4, 4])]
+    for dtype in (torch.float64, torch.float32):
+        for batch, m1, m2, d, order in cases:
+            dx = (torch.randn(batch, m1, d, generator=gen, dtype=torch.float64) / 8).to(dtype)
+            dy = (torch.randn(batch, m2, d, generator=gen, dtype=torch.float64) / 8).to(dtype)
+            increments = torch.einsum("bsk,btk->bst", dx, dy)
+            seed = torch.randn(batch, generator=gen, dtype=torch.float64).to(dtype)
+            for n_jobs in (1, 2):
+                key = f"{dtype}-{batch}-{m1}-{m2}-{order}-{n_jobs}"
+                grid = op.goursat(increments, order, True, n_jobs)
+                out[key + "-grid"] = grid
+                out[key + "-value"] = op.goursat(increments, order, False, n_jobs)
+                out[key + "-grad"] = op.goursat_backward(seed, increments, order, False, None, n_jobs)
+                grid_seed = torch.ones_like(grid)
+                out[key + "-gridgrad"] = op.goursat_backward(grid_seed, increments, order, True, None, n_jobs)
+                out[key + "-linear"] = op.goursat_linear(dx, dy, order, False, n_jobs)
+                for name, grad in zip("xy", op.goursat_linear_backward(seed, dx, dy, order, False, None, n_jobs)):
+                    out[key + "-linear-grad-" + name] = grad
+    torch.save(out, sys.argv[1])
+    """
+)
+
+
+def test_results_do_not_depend_on_what_scratch_held(tmp_path):
+    """The lane blocks' scratch is not initialised: SIGKERNEL_SCRATCH_FILL=nan fills it with NaN
+    first, so a kernel reading scratch it did not write would change (NaN) these results of
+    every route: forward, grids, the backward with the whole grid kept and checkpointed."""
+    runs = {}
+    for tag, fill in (("plain", None), ("nan", "nan")):
+        env = {k: v for k, v in os.environ.items() if k != "SIGKERNEL_SCRATCH_FILL"}
+        if fill is not None:
+            env["SIGKERNEL_SCRATCH_FILL"] = fill
+        path = str(tmp_path / f"{tag}.pt")
+        result = subprocess.run(
+            [sys.executable, "-c", _SCRATCH_SCRIPT, path], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        runs[tag] = torch.load(path)
+    assert runs["plain"].keys() == runs["nan"].keys()
+    for key, value in runs["plain"].items():
+        assert torch.isfinite(value).all(), key
+        assert torch.equal(value, runs["nan"][key]), key
