@@ -9,6 +9,10 @@
 #include <algorithm>
 #include <tuple>
 
+#ifdef WITH_CUDA
+#include <c10/cuda/CUDAGraphsC10Utils.h>
+#endif
+
 #include "cpu/goursat_cpu.h"
 #include "goursat_checks.h"
 #include "goursat_ops.h"
@@ -19,6 +23,16 @@ namespace {
 // Host memory for one backward chunk's gathered factors and their gradients, at most, unless
 // one lane block per thread needs more.
 constexpr int64_t kPairsChunkBytes = int64_t(1) << 19;
+
+// Whether the values of `index` may be looked at: on a GPU that is a synchronisation, which
+// capturing a CUDA graph forbids (index_select's device-side check then stands alone).
+bool may_read_values(const at::Tensor& index) {
+#ifdef WITH_CUDA
+  if (index.is_cuda())
+    return c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None;
+#endif
+  return true;
+}
 
 void check_pair_indices(const at::Tensor& dx, const at::Tensor& dy, const at::Tensor& rows,
                         const at::Tensor& cols) {
@@ -31,9 +45,9 @@ void check_pair_indices(const at::Tensor& dx, const at::Tensor& dy, const at::Te
                 index->sizes());
     TORCH_CHECK(index->device() == dx.device(), "sigkernel: ", name,
                 " must be on the device of dx (", dx.device(), "), got ", index->device());
-    if (index->numel() > 0) {
-      // One look at the values (a synchronisation on a GPU, where an out-of-range index
-      // would otherwise be a device-side assertion).
+    if (index->numel() > 0 && may_read_values(*index)) {
+      // One look at the values (on a GPU an out-of-range index would otherwise be a
+      // device-side assertion, which leaves the CUDA context unusable).
       const int64_t low = index->min().item<int64_t>(), high = index->max().item<int64_t>();
       TORCH_CHECK(low >= 0 && high < batch, "sigkernel: ", name, " must index a batch of ", batch,
                   " paths, got values in [", low, ", ", high, "]");

@@ -181,3 +181,26 @@ def test_bad_inputs():
         tnn.SigKernelGram(1)(x, y[..., :1])
     with pytest.raises(TypeError, match="dtype"):
         tnn.SigKernel(1)(x.int(), x.int())
+
+
+@pytest.mark.parametrize("max_batch", [-1, 2])
+@pytest.mark.parametrize("kernel", [None, tsk.RBFKernel(0.5)], ids=["linear", "rbf"])
+def test_gram_layer_makes_pairs_of_nonfinite_paths_nan(kernel, max_batch):
+    """A path holding NaN or Inf makes its row (and column) of the Gram NaN, in every chunk; the
+    other pairs equal the Gram of the clean paths bit for bit."""
+    x = torch.randn(4, 6, 2, dtype=torch.float64) * 0.3
+    y = torch.randn(3, 5, 2, dtype=torch.float64) * 0.3
+    layer = tnn.SigKernelGram(1, static_kernel=kernel, max_batch=max_batch)
+    clean = layer(x, y)
+    x_bad, y_bad = x.clone(), y.clone()
+    x_bad[1, 2, 0], y_bad[2, 4, 1] = float("nan"), float("inf")
+    gram = layer(x_bad, y_bad)
+    bad = torch.zeros(4, 3, dtype=torch.bool)
+    bad[1, :], bad[:, 2] = True, True
+    assert gram[bad].isnan().all()
+    assert torch.equal(gram[~bad], clean[~bad])
+    # Paths of one point have no increments (kernel 1): only the masking can make them NaN.
+    points = torch.zeros(3, 1, 2, dtype=torch.float64)
+    points[1, 0, 1] = float("nan")
+    gram = layer(points, y)
+    assert gram[1].isnan().all() and torch.equal(gram[[0, 2]], torch.ones(2, 3, dtype=torch.float64))

@@ -131,14 +131,16 @@ class _SigKernelBase(torch.nn.Module):
         rows: torch.Tensor,
         cols: torch.Tensor,
         factors: Optional[Tuple[torch.Tensor, torch.Tensor]],
+        finite: Optional[Tuple[torch.Tensor, torch.Tensor]],
     ) -> torch.Tensor:
-        """k(x[rows[p]], y[cols[p]]). Linear kernels solve from each path's increments, and their
-        autograd keeps those, not per-pair copies (goursat_linear_pairs)."""
-        if factors is None:
+        """k(x[rows[p]], y[cols[p]]). Linear kernels solve from each path's increments `factors`,
+        and their autograd keeps those, not per-pair copies (goursat_linear_pairs); `finite`
+        says which paths are all finite (the others' pairs are made NaN)."""
+        if factors is None or finite is None:
             # index_select, not x[rows]: deterministic gradients (see gram.py).
             return self._solve(x.index_select(0, rows), y.index_select(0, cols))
         k = torch.ops.sigkernel.goursat_linear_pairs(factors[0], factors[1], rows, cols, self.dyadic_order, self.n_jobs)
-        return nan_where_not(k, finite_paths(x).index_select(0, rows) & finite_paths(y).index_select(0, cols))
+        return nan_where_not(k, finite[0].index_select(0, rows) & finite[1].index_select(0, cols))
 
     def _gram(self, x: torch.Tensor, y: torch.Tensor, symmetric: bool) -> torch.Tensor:
         """(N1, N2) Gram of transformed, flattened batches; one triangle if `symmetric`."""
@@ -147,14 +149,17 @@ class _SigKernelBase(torch.nn.Module):
         symmetric = symmetric and self.dyadic_order[0] == self.dyadic_order[1]
         rows, cols, n_upper = pair_indices(x.shape[0], y.shape[0], symmetric, x.device)
         factors = self.static_kernel.linear_factors(x, y)
+        finite: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        if factors is not None:
+            finite = (finite_paths(x), finite_paths(y))
         if self.max_batch == -1:  # one solve: no loop over a shape-dependent count (no recompiles)
-            solved = self._solve_pairs(x, y, rows, cols, factors)
+            solved = self._solve_pairs(x, y, rows, cols, factors, finite)
         else:
             chunk = self.max_batch * self.max_batch
             values: List[torch.Tensor] = []
             for start in range(0, max(rows.shape[0], 1), chunk):
                 i, j = rows[start : start + chunk], cols[start : start + chunk]
-                values.append(self._solve_pairs(x, y, i, j, factors))
+                values.append(self._solve_pairs(x, y, i, j, factors, finite))
             solved = torch.cat(values)
         return assemble_gram(solved, rows, cols, n_upper, x.shape[0], y.shape[0])
 
