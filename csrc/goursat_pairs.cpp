@@ -38,6 +38,9 @@ void check_pair_indices(const at::Tensor& dx, const at::Tensor& dy, const at::Te
                         const at::Tensor& cols) {
   TORCH_CHECK(dx.dim() == 3, "sigkernel: dx must have shape (N1, m1, d), got ", dx.sizes());
   TORCH_CHECK(dy.dim() == 3, "sigkernel: dy must have shape (N2, m2, d), got ", dy.sizes());
+  TORCH_CHECK(dx.size(2) == dy.size(2),
+              "sigkernel: dx (N1, m1, d) and dy (N2, m2, d) must have the same d, got ", dx.size(2),
+              " and ", dy.size(2));
   for (const auto& [index, name, batch] :
        {std::make_tuple(&rows, "rows", dx.size(0)), std::make_tuple(&cols, "cols", dy.size(0))}) {
     TORCH_CHECK(index->dim() == 1 && index->scalar_type() == at::kLong, "sigkernel: ", name,

@@ -147,6 +147,8 @@ def test_bad_factors_and_seeds_are_rejected(device):
         pairs_op(dx[0], dy, rows, cols, [0, 0], 1)
     with pytest.raises(RuntimeError, match="dy must have the dtype of dx"):
         pairs_op(dx, dy.float(), rows, cols, [0, 0], 1)
+    with pytest.raises(RuntimeError, match=r"dx \(N1, m1, d\) and dy \(N2, m2, d\) must have the same d, got 2 and 3"):
+        pairs_op(dx, torch.cat([dy, dy[..., :1]], dim=-1), rows, cols, [0, 0], 1)
     if device == "cpu":  # (indices on the meta device: the fake kernel's check)
         with pytest.raises(RuntimeError, match="rows must be on the device of dx"):
             pairs_op(dx, dy, rows.to("meta"), cols, [0, 0], 1)

@@ -80,9 +80,7 @@ def _goursat_backward_fake(
     return increments.new_empty(increments.shape)
 
 
-def _check_linear_factors(dx: torch.Tensor, dy: torch.Tensor) -> None:
-    torch._check(dx.dim() == 3, lambda: "sigkernel: dx must have shape (batch, m1, d)")
-    torch._check(dy.dim() == 3, lambda: "sigkernel: dy must have shape (batch, m2, d)")
+def _check_factor_types(dx: torch.Tensor, dy: torch.Tensor) -> None:
     torch._check(
         dx.dtype in (torch.float32, torch.float64),
         lambda: f"sigkernel: dx must be float32 or float64, got {dx.dtype}",
@@ -91,6 +89,12 @@ def _check_linear_factors(dx: torch.Tensor, dy: torch.Tensor) -> None:
     torch._check(
         dy.device == dx.device, lambda: f"sigkernel: dy must be on the device of dx ({dx.device}), got {dy.device}"
     )
+
+
+def _check_linear_factors(dx: torch.Tensor, dy: torch.Tensor) -> None:
+    torch._check(dx.dim() == 3, lambda: "sigkernel: dx must have shape (batch, m1, d)")
+    torch._check(dy.dim() == 3, lambda: "sigkernel: dy must have shape (batch, m2, d)")
+    _check_factor_types(dx, dy)
     torch._check(
         dx.shape[0] == dy.shape[0] and dx.shape[2] == dy.shape[2],
         lambda: "sigkernel: dx (batch, m1, d) and dy (batch, m2, d) must agree in batch and d",
@@ -139,15 +143,13 @@ def _check_pair_index(index: torch.Tensor, name: str, dx: torch.Tensor) -> None:
 def _check_pair_args(dx: torch.Tensor, dy: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> None:
     torch._check(dx.dim() == 3, lambda: f"sigkernel: dx must have shape (N1, m1, d), got {tuple(dx.shape)}")
     torch._check(dy.dim() == 3, lambda: f"sigkernel: dy must have shape (N2, m2, d), got {tuple(dy.shape)}")
+    _check_factor_types(dx, dy)
     torch._check(
-        dx.dtype in (torch.float32, torch.float64),
-        lambda: f"sigkernel: dx must be float32 or float64, got {dx.dtype}",
+        dx.shape[2] == dy.shape[2],
+        lambda: (
+            f"sigkernel: dx (N1, m1, d) and dy (N2, m2, d) must have the same d, got {dx.shape[2]} and {dy.shape[2]}"
+        ),
     )
-    torch._check(dy.dtype == dx.dtype, lambda: f"sigkernel: dy must have the dtype of dx ({dx.dtype}), got {dy.dtype}")
-    torch._check(
-        dy.device == dx.device, lambda: f"sigkernel: dy must be on the device of dx ({dx.device}), got {dy.device}"
-    )
-    torch._check(dx.shape[2] == dy.shape[2], lambda: "sigkernel: dx and dy must have the same d")
     _check_pair_index(rows, "rows", dx)
     _check_pair_index(cols, "cols", dx)
     torch._check(
