@@ -1,8 +1,8 @@
 // sigkernel::goursat_linear_pairs and its backward: the linear-kernel PDE of the pairs
 // (dx[rows[p]], dy[cols[p]]) of two batches of factors, as a Gram matrix needs them. Composed
 // from ATen ops and goursat_linear(_backward) through the dispatcher, so every backend of those
-// serves these. Its autograd state is the two batches and the indices, never per-pair copies:
-// the backward gathers, solves and scatters a bounded chunk of pairs at a time.
+// serves these. Its autograd state is the two batches and the indices, never per-pair copies;
+// both directions gather (and the backward scatters) a bounded chunk of pairs at a time.
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
@@ -20,9 +20,11 @@
 namespace sigkernel {
 namespace {
 
-// Host memory for one backward chunk's gathered factors and their gradients, at most, unless
-// one lane block per thread needs more.
-constexpr int64_t kPairsChunkBytes = int64_t(1) << 19;
+// Host memory for one chunk's gathered factors (forward) or gathered factors and their
+// gradients (backward), at most, unless one lane block per thread needs more. The forward's
+// is larger: its chunks are solved without scratch beyond a row per pair.
+constexpr int64_t kForwardChunkBytes = int64_t(32) << 20;
+constexpr int64_t kBackwardChunkBytes = int64_t(1) << 19;
 
 // Whether the values of `index` may be looked at: on a GPU that is a synchronisation, which
 // capturing a CUDA graph forbids (index_select's device-side check then stands alone).
@@ -60,26 +62,39 @@ void check_pair_indices(const at::Tensor& dx, const at::Tensor& dy, const at::Te
               "pair, got ", rows.size(0), " and ", cols.size(0));
 }
 
-// Pairs per backward chunk: on the CPU, whole lane blocks of the backward for every thread,
-// within kPairsChunkBytes of gathered factors and gradients (at least one block per thread);
-// elsewhere (a GPU wants every pair at once, as the forward had them) all pairs.
-int64_t backward_chunk(const at::Tensor& dx, const at::Tensor& dy, int64_t pairs, int64_t n_jobs) {
+// Pairs per chunk: on the CPU, whole lane blocks of the backward for every thread, within
+// `budget` bytes of gathered factors (and, with `grads`, their gradients), at least one block
+// per thread; elsewhere (a GPU wants every pair at once) all pairs.
+int64_t pairs_per_chunk(const at::Tensor& dx, const at::Tensor& dy, int64_t pairs, int64_t n_jobs,
+                        int64_t budget, bool grads) {
   if (!dx.is_cpu()) return std::max<int64_t>(pairs, 1);
   const int64_t block =
       cpu::kBackwardVectors *
       (dx.element_size() == 8 ? cpu::lanes_per_vector<double>() : cpu::lanes_per_vector<float>());
   const int64_t unit = block * resolve_num_threads(n_jobs);
-  const int64_t pair_bytes =
-      std::max<int64_t>(2 * (dx.size(1) + dy.size(1)) * dx.size(2) * dx.element_size(), 1);
-  return unit * std::max<int64_t>(1, kPairsChunkBytes / (unit * pair_bytes));
+  const int64_t pair_bytes = std::max<int64_t>(
+      (grads ? 2 : 1) * (dx.size(1) + dy.size(1)) * dx.size(2) * dx.element_size(), 1);
+  return unit * std::max<int64_t>(1, budget / (unit * pair_bytes));
 }
 
 at::Tensor goursat_linear_pairs_impl(const at::Tensor& dx, const at::Tensor& dy,
                                      const at::Tensor& rows, const at::Tensor& cols,
                                      c10::IntArrayRef dyadic_order, int64_t n_jobs) {
   check_pair_indices(dx, dy, rows, cols);
-  return goursat_linear(dx.index_select(0, rows), dy.index_select(0, cols), dyadic_order,
-                        /*return_grid=*/false, n_jobs);
+  const int64_t pairs = rows.size(0);
+  const int64_t chunk = pairs_per_chunk(dx, dy, pairs, n_jobs, kForwardChunkBytes, false);
+  if (chunk >= pairs)
+    return goursat_linear(dx.index_select(0, rows), dy.index_select(0, cols), dyadic_order,
+                          /*return_grid=*/false, n_jobs);
+  at::Tensor out = dx.new_empty({pairs});
+  for (int64_t start = 0; start < pairs; start += chunk) {
+    const int64_t count = std::min(chunk, pairs - start);
+    out.narrow(0, start, count)
+        .copy_(goursat_linear(dx.index_select(0, rows.narrow(0, start, count)),
+                              dy.index_select(0, cols.narrow(0, start, count)), dyadic_order,
+                              /*return_grid=*/false, n_jobs));
+  }
+  return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> goursat_linear_pairs_backward_impl(
@@ -92,7 +107,7 @@ std::tuple<at::Tensor, at::Tensor> goursat_linear_pairs_backward_impl(
               grad_output.sizes());
   at::Tensor dx_grad = dx.new_zeros(dx.sizes());
   at::Tensor dy_grad = dy.new_zeros(dy.sizes());
-  const int64_t chunk = backward_chunk(dx, dy, pairs, n_jobs);
+  const int64_t chunk = pairs_per_chunk(dx, dy, pairs, n_jobs, kBackwardChunkBytes, true);
   // Each path's gradient adds its pairs' contributions in pair order, chunk after chunk: the
   // additions (and the bits) of index_select's backward over all pairs at once.
   for (int64_t start = 0; start < pairs; start += chunk) {

@@ -154,3 +154,12 @@ def test_bad_factors_and_seeds_are_rejected(device):
             pairs_op(dx, dy, rows.to("meta"), cols, [0, 0], 1)
     with pytest.raises(RuntimeError, match=r"grad_output must have shape \(2,\) \(one value per pair\)"):
         pairs_backward(torch.ones(3, dtype=torch.float64, device=device), dx, dy, rows, cols, [0, 0], 1)
+
+
+def test_forward_in_chunks_equals_one_solve():
+    """More than 32 MiB of gathered factors: the forward solves them a chunk at a time, with the
+    same bits as gathering every pair at once."""
+    dx, dy = _batches(8, 9, 60, 50, 1200)  # 72 pairs of 110 x 1200 float64 factors: 76 MB
+    rows, cols = _all_pairs(8, 9)
+    expected = goursat_linear(dx.index_select(0, rows), dy.index_select(0, cols), [0, 0], False, 2)
+    assert torch.equal(pairs_op(dx, dy, rows, cols, [0, 0], 2), expected)
