@@ -97,8 +97,8 @@ def test_memory_budget_chunks_pairs_without_changing_results(kernel, monkeypatch
     linear = kernel is None
     per_pair = gram_module.pair_workspace_bytes(x, y, linear, grad=True, return_grid=False)
     calls = []
-    # Linear kernels gather each pair's factors from per-path increments (_solve_linear_chunk).
-    name, rows_arg = ("_solve_linear_chunk", 3) if linear else ("_solve_chunk", 4)
+    # Linear kernels solve each pair from per-path increments (solve_linear_pairs).
+    name, rows_arg = ("solve_linear_pairs", 2) if linear else ("_solve_chunk", 4)
     solve_chunk = getattr(gram_module, name)
     monkeypatch.setattr(gram_module, name, lambda *a: calls.append(a[rows_arg].numel()) or solve_chunk(*a))
     chunked = sig_kernel_gram(x, y, 1, static_kernel=kernel, memory_budget=3 * per_pair + 1)

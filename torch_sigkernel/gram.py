@@ -110,25 +110,25 @@ def _solve_chunk(
     return prep.solve(static_kernel, x.index_select(0, rows), y.index_select(0, cols), return_grid)
 
 
-def _solve_linear_chunk(
-    prep: _Prepared,
+def solve_linear_pairs(
     factors: Tuple[torch.Tensor, torch.Tensor],
     finite: Tuple[torch.Tensor, torch.Tensor],
     rows: torch.Tensor,
     cols: torch.Tensor,
+    dyadic_order: List[int],
+    n_jobs: int,
     return_grid: bool,
 ) -> torch.Tensor:
-    """Linear kernels: the pairs are solved from each path's increments (formed once per path,
-    not per pair); pairs with a NaN/Inf path are made NaN (as prep.solve does). Kernel values
-    come from goursat_linear_pairs, whose autograd keeps no per-pair copies of the factors (its
-    backward gathers a bounded chunk of pairs at a time); grids from gathered factors."""
+    """Linear kernels: the pairs (rows[p], cols[p]) solved from each path's increments
+    `factors` (formed once per path, not per pair), NaN where `finite` says a path of the pair
+    holds a NaN/Inf (as prep.solve does). Kernel values come from goursat_linear_pairs, whose
+    autograd keeps no per-pair copies of the factors (its backward gathers a bounded chunk of
+    pairs at a time); grids from gathered factors. TorchScript-compatible (the nn layers)."""
     if return_grid:
         dx, dy = factors[0].index_select(0, rows), factors[1].index_select(0, cols)
-        out = torch.ops.sigkernel.goursat_linear(dx, dy, list(prep.orders), True, prep.n_jobs)
+        out = torch.ops.sigkernel.goursat_linear(dx, dy, dyadic_order, True, n_jobs)
     else:
-        out = torch.ops.sigkernel.goursat_linear_pairs(
-            factors[0], factors[1], rows, cols, list(prep.orders), prep.n_jobs
-        )
+        out = torch.ops.sigkernel.goursat_linear_pairs(factors[0], factors[1], rows, cols, dyadic_order, n_jobs)
     return nan_where_not(out, finite[0].index_select(0, rows) & finite[1].index_select(0, cols))
 
 
@@ -197,7 +197,7 @@ def sig_kernel_gram(
 
     def solve(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         if factors is not None and finite is not None:
-            return _solve_linear_chunk(prep, factors, finite, i, j, return_grid)
+            return solve_linear_pairs(factors, finite, i, j, list(prep.orders), prep.n_jobs, return_grid)
         return _solve_chunk(prep, static_kernel, x, y, i, j, return_grid)
 
     if max_batch != -1:

@@ -19,8 +19,8 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 
 from . import _validation as V
-from ._nonfinite import finite_paths, nan_for_nonfinite_pairs, nan_where_not, normalize_kernel
-from .gram import assemble_gram, check_max_batch, pair_indices
+from ._nonfinite import finite_paths, nan_for_nonfinite_pairs, normalize_kernel
+from .gram import assemble_gram, check_max_batch, pair_indices, solve_linear_pairs
 from .metrics import off_diagonal_mean
 from .static_kernels import LinearKernel, StaticKernel, double_difference
 from .transforms import apply_transforms
@@ -133,14 +133,12 @@ class _SigKernelBase(torch.nn.Module):
         factors: Optional[Tuple[torch.Tensor, torch.Tensor]],
         finite: Optional[Tuple[torch.Tensor, torch.Tensor]],
     ) -> torch.Tensor:
-        """k(x[rows[p]], y[cols[p]]). Linear kernels solve from each path's increments `factors`,
-        and their autograd keeps those, not per-pair copies (goursat_linear_pairs); `finite`
-        says which paths are all finite (the others' pairs are made NaN)."""
+        """k(x[rows[p]], y[cols[p]]); linear kernels from each path's increments `factors`, with
+        `finite` saying which paths are all finite (gram.solve_linear_pairs)."""
         if factors is None or finite is None:
             # index_select, not x[rows]: deterministic gradients (see gram.py).
             return self._solve(x.index_select(0, rows), y.index_select(0, cols))
-        k = torch.ops.sigkernel.goursat_linear_pairs(factors[0], factors[1], rows, cols, self.dyadic_order, self.n_jobs)
-        return nan_where_not(k, finite[0].index_select(0, rows) & finite[1].index_select(0, cols))
+        return solve_linear_pairs(factors, finite, rows, cols, self.dyadic_order, self.n_jobs, False)
 
     def _gram(self, x: torch.Tensor, y: torch.Tensor, symmetric: bool) -> torch.Tensor:
         """(N1, N2) Gram of transformed, flattened batches; one triangle if `symmetric`."""
