@@ -145,6 +145,10 @@ def test_value_and_grid_orientations_agree():
     [
         ((2, 64, 64), [4, 4]),  # 1025 x 1025: checkpointed head blocks, the last rows kept whole
         ((9, 90, 300), [3, 1]),  # blocks and the kept rows start inside a coarse row (block 27)
+        # λ2 = 0: the adjoint forms each cell's coefficients from the kept δ, and a block's top
+        # row those of the row above it from fresh sums.
+        ((4, 700, 600), [0, 0]),
+        ((3, 150, 400), [2, 0]),
     ],
 )
 def test_checkpointed_backward_equals_backward_from_grid(shape, order):
