@@ -2,6 +2,8 @@
 
 CUDA sources (csrc/cuda/*.cu) are compiled when torch sees a GPU or FORCE_CUDA=1
 (TORCH_CUDA_ARCH_LIST selects the architectures); FORCE_ONLY_CPU=1 disables them.
+SIGKERNEL_COMPILE_ONLY=1 compiles every source and links nothing (tools/cuda_gate.sh uses it
+with FORCE_CUDA=1 when the disk cannot hold a CUDA build of torch).
 Install with `pip install --no-build-isolation -e .`.
 """
 
@@ -55,7 +57,14 @@ def _extension():
     if _use_cuda(cuda_sources):
         import torch
 
-        if CUDA_HOME is None:
+        cuda_home = CUDA_HOME
+        if cuda_home is None and _env_flag("SIGKERNEL_COMPILE_ONLY") and os.environ.get("CUDA_HOME"):
+            # A CPU build of torch leaves cpp_extension.CUDA_HOME unset; its headers still
+            # cover CUDA, which is all that compiling without linking needs.
+            import torch.utils.cpp_extension as cpp_extension
+
+            cuda_home = cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
+        if cuda_home is None:
             raise SystemExit("FORCE_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME")
         if not torch.cuda.is_available() and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
             # torch.utils.cpp_extension would fail with an IndexError looking for a GPU.
@@ -72,13 +81,23 @@ def _extension():
     return CppExtension(**kwargs)
 
 
+class _CompileOnly(BuildExtension):
+    """build_ext that compiles every object and skips the link (SIGKERNEL_COMPILE_ONLY=1)."""
+
+    def build_extensions(self) -> None:
+        self.compiler.link_shared_object = lambda *args, **kwargs: None
+        super().build_extensions()
+
+
+_build_ext = _CompileOnly if _env_flag("SIGKERNEL_COMPILE_ONLY") else BuildExtension
+
 setup(
     name="torch_sigkernel",
     version="0.1.0",
     description="Signature kernels for PyTorch: exact, fast, torch.compile- and TorchScript-ready",
     packages=find_packages(include=["torch_sigkernel", "torch_sigkernel.*"]),
     ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)},
+    cmdclass={"build_ext": _build_ext.with_options(no_python_abi_suffix=True)},
     options={"bdist_wheel": {"py_limited_api": "cp39"}},
     python_requires=">=3.9",
     install_requires=["torch>=2.5", "numpy"],

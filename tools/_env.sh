@@ -15,4 +15,7 @@ python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}" numpy "setuptools>=70
 if [ -n "${EXTRA_REQUIREMENTS:-}" ]; then
   python -m pip install -q -r "$EXTRA_REQUIREMENTS"
 fi
-python -m pip install -q --no-build-isolation -e .
+# SIGKERNEL_ENV_NO_PROJECT=1: the packages only (tools/cuda_gate.sh's compile-only gate).
+if [ "${SIGKERNEL_ENV_NO_PROJECT:-0}" != 1 ]; then
+  python -m pip install -q --no-build-isolation -e .
+fi
