@@ -53,7 +53,7 @@ trap 'rm -rf "$BUILD_DIR"' EXIT
 # nvcc, without linking, against the headers of the CPU build of torch.
 compile_only_gate() {
   # shellcheck disable=SC1091
-  (SIGKERNEL_ENV_NO_PROJECT=1 source tools/_env.sh >/dev/null)
+  (SIGKERNEL_ENV_NO_PROJECT=1 source tools/_env.sh >/dev/null) 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   local py="$ROOT/${VENV:-.venv}/bin/python" include
   [ -x "$py" ] || py="${VENV:-.venv}/bin/python"
   log "$("$py" -c 'import torch; print("torch", torch.__version__, "(headers only)")')"
