@@ -31,15 +31,12 @@ Scalar = Union[float, int, torch.Tensor]
 class _DoubleDifference(torch.autograd.Function):
     """The double difference with its adjoint in one piece: ∂F/∂values is the double difference
     of ∂F/∂increments padded by one zero on every side (2 temporaries; autograd through the two
-    diffs takes 4 slice backwards, each zero-filling and copying a (B, L1, L2) tensor)."""
+    diffs takes 4 slice backwards, each zero-filling and copying a (B, L1, L2) tensor).
+    The forward takes ctx (no setup_context): torch.compile traces that form from torch 2.5 on."""
 
     @staticmethod
-    def forward(values: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: object, values: torch.Tensor) -> torch.Tensor:
         return values.diff(dim=-2).diff(dim=-1)
-
-    @staticmethod
-    def setup_context(ctx: object, inputs: Tuple[torch.Tensor], output: torch.Tensor) -> None:
-        pass
 
     @staticmethod
     def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
