@@ -54,7 +54,7 @@ def main() -> int:
     if problems:
         print("cuda object check FAILED:\n  " + "\n  ".join(problems))
         return 1
-    print(f"cuda object check passed: {len(objects)} objects, {len(used)} sigkernel symbols used across them all defined")
+    print(f"cuda object check passed: {len(objects)} objects, all {len(used)} sigkernel symbols they use defined")
     return 0
 
 
