@@ -50,6 +50,20 @@ SOURCES=$(find csrc -name '*.cpp' -o -name '*.cu' | sort)
 BUILD_DIR="$(mktemp -d "${TMPDIR:-/tmp}/torch_sigkernel_cuda_gate.XXXXXX")"
 trap 'rm -rf "$BUILD_DIR"' EXIT
 
+# setup.py build_ext with nvcc into $BUILD_DIR: python $1, what it does $2 (for the message),
+# extra environment in the rest.
+nvcc_build() {
+  local py="$1" what="$2"
+  shift 2
+  env "$@" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" FORCE_CUDA=1 MAX_JOBS="${MAX_JOBS:-2}" \
+    "$py" setup.py -q build_ext --build-lib "$BUILD_DIR/lib" --build-temp "$BUILD_DIR/temp" \
+    >"$BUILD_DIR/build.log" 2>&1 || {
+    tail -n 60 "$BUILD_DIR/build.log" >&2
+    echo "cuda_gate: the CUDA $what failed" >&2
+    exit 1
+  }
+}
+
 # nvcc, without linking, against the headers of the CPU build of torch.
 compile_only_gate() {
   # shellcheck disable=SC1091
@@ -64,14 +78,7 @@ compile_only_gate() {
     printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' >"$BUILD_DIR/include/c10/cuda/impl/cuda_cmake_macros.h"
   fi
   log "compiling with nvcc into $BUILD_DIR (no link)"
-  CPATH="$BUILD_DIR/include${CPATH:+:$CPATH}" SIGKERNEL_COMPILE_ONLY=1 \
-    TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" FORCE_CUDA=1 MAX_JOBS="${MAX_JOBS:-2}" \
-    "$py" setup.py -q build_ext --build-lib "$BUILD_DIR/lib" --build-temp "$BUILD_DIR/temp" \
-    >"$BUILD_DIR/build.log" 2>&1 || {
-    tail -n 60 "$BUILD_DIR/build.log" >&2
-    echo "cuda_gate: the CUDA compile failed" >&2
-    exit 1
-  }
+  nvcc_build "$py" compile CPATH="$BUILD_DIR/include${CPATH:+:$CPATH}" SIGKERNEL_COMPILE_ONLY=1
   # shellcheck disable=SC2086
   "$py" tools/check_cuda_objects.py "$BUILD_DIR/temp" $SOURCES
   log "passed in $((SECONDS - START))s (compile only: the registration check was skipped)"
@@ -108,13 +115,7 @@ log "$("$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.v
 }
 
 log "building with nvcc into $BUILD_DIR"
-TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" FORCE_CUDA=1 MAX_JOBS="${MAX_JOBS:-2}" \
-  "$PY" setup.py -q build_ext --build-lib "$BUILD_DIR/lib" --build-temp "$BUILD_DIR/temp" \
-  >"$BUILD_DIR/build.log" 2>&1 || {
-  tail -n 60 "$BUILD_DIR/build.log" >&2
-  echo "cuda_gate: the CUDA build failed" >&2
-  exit 1
-}
+nvcc_build "$PY" build
 # The Python sources next to the freshly built _C.so.
 (cd torch_sigkernel && find . -name '*.py' -exec cp --parents {} "$BUILD_DIR/lib/torch_sigkernel/" \;)
 log "built $(ls "$BUILD_DIR"/lib/torch_sigkernel/_C*.so)"
