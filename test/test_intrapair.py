@@ -210,8 +210,8 @@ def test_baseline_build_of_the_wavefront_agrees_bitwise(tmp_path):
         env = dict(os.environ, TAG=tag, **env)
         result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
-    lanes = torch.load(tmp_path / "lanes.pt")
-    generic = torch.load(tmp_path / "generic.pt")
+    lanes = torch.load(tmp_path / "lanes.pt", weights_only=True)
+    generic = torch.load(tmp_path / "generic.pt", weights_only=True)
     assert lanes.keys() == generic.keys()
     for key in lanes:
         assert torch.equal(lanes[key], generic[key]), key

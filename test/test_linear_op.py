@@ -159,8 +159,8 @@ def test_in_kernel_and_materialised_routes_agree_bitwise(tmp_path):
         env = dict(os.environ, SIGKERNEL_LINEAR=mode)
         result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
-    materialised = torch.load(tmp_path / "materialise.pt")
-    in_kernel = torch.load(tmp_path / "auto.pt")
+    materialised = torch.load(tmp_path / "materialise.pt", weights_only=True)
+    in_kernel = torch.load(tmp_path / "auto.pt", weights_only=True)
     assert materialised.keys() == in_kernel.keys()
     for key in materialised:
         assert torch.equal(materialised[key], in_kernel[key]), key

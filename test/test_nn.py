@@ -105,7 +105,7 @@ def test_script_save_load_in_fresh_process(name, tmp_path):
         f"""
         import torch, torch_sigkernel
         m = torch.jit.load({str(tmp_path / "layer.pt")!r})
-        e = torch.load({str(tmp_path / "expected.pt")!r})
+        e = torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True)
         x = e["x"].clone().requires_grad_()
         v = {call}
         (g,) = torch.autograd.grad(v.sum(), x)

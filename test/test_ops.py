@@ -247,8 +247,8 @@ def test_baseline_and_avx2_builds_agree_bitwise(tmp_path):
         env = dict(os.environ, SIGKERNEL_CPU_ISA=isa)
         result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
-    generic = torch.load(tmp_path / "generic.pt")
-    auto = torch.load(tmp_path / "auto.pt")
+    generic = torch.load(tmp_path / "generic.pt", weights_only=True)
+    auto = torch.load(tmp_path / "auto.pt", weights_only=True)
     assert generic.keys() == auto.keys()
     for key in generic:
         assert torch.equal(generic[key], auto[key]), key
@@ -309,7 +309,7 @@ def test_results_do_not_depend_on_what_scratch_held(tmp_path):
             [sys.executable, "-c", _SCRATCH_SCRIPT, path], env=env, capture_output=True, text=True, timeout=300
         )
         assert result.returncode == 0, result.stderr
-        runs[tag] = torch.load(path)
+        runs[tag] = torch.load(path, weights_only=True)
     assert runs["plain"].keys() == runs["nan"].keys()
     for key, value in runs["plain"].items():
         assert torch.isfinite(value).all(), key

@@ -53,7 +53,7 @@ def test_script_save_load_in_fresh_process(tmp_path):
         f"""
         import torch, torch_sigkernel
         m = torch.jit.load({str(path)!r})
-        e = torch.load({str(tmp_path / "expected.pt")!r})
+        e = torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True)
         x = e["x"].clone().requires_grad_()
         v = m(x, e["y"])
         (g,) = torch.autograd.grad(v, x)
