@@ -25,6 +25,7 @@ if ! has_torch; then
     exit 0
   fi
   [ -x "$VENV_COMPAT/bin/python" ] || python3 -m venv "$VENV_COMPAT"
+  # numpy < 2.3: the releases of torch 2.5's time (as tested).
   if ! "$VENV_COMPAT/bin/python" -m pip install -q "torch==$VERSION" "numpy<2.3" "setuptools>=70" wheel ninja \
     -r test/requirements.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); then
     log "SKIPPED: torch $VERSION could not be installed (is PyPI reachable?)"
