@@ -9,13 +9,15 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
+# shellcheck disable=SC1091
+source tools/_lib.sh
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-python -m pip install -q -U "pip>=24"
-python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}" numpy "setuptools>=70" wheel ninja
+quiet_pip_install python -U "pip>=24"
+quiet_pip_install python "torch==${TORCH_VERSION:-2.13.0}" numpy "setuptools>=70" wheel ninja
 if [ -n "${EXTRA_REQUIREMENTS:-}" ]; then
-  python -m pip install -q -r "$EXTRA_REQUIREMENTS"
+  quiet_pip_install python -r "$EXTRA_REQUIREMENTS"
 fi
 # SIGKERNEL_ENV_NO_PROJECT=1: the packages only (tools/cuda_gate.sh's compile-only gate).
 if [ "${SIGKERNEL_ENV_NO_PROJECT:-0}" != 1 ]; then
-  python -m pip install -q --no-build-isolation -e .
+  quiet_pip_install python --no-build-isolation -e .
 fi

@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
+# shellcheck disable=SC1091
+source tools/_lib.sh
 START=$SECONDS
 VERSION="${TORCH_COMPAT_VERSION:-2.5.1}"
 VENV_COMPAT="${VENV_COMPAT:-.venv-compat}"
@@ -19,15 +21,15 @@ log() { echo "compat_check [$((SECONDS - START))s]: $*"; }
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 has_torch() { [ -x "$VENV_COMPAT/bin/python" ] && "$VENV_COMPAT/bin/python" -c "import sys, torch; sys.exit(not torch.__version__.startswith('$VERSION'))" 2>/dev/null; }
 if ! has_torch; then
-  free_gib=$(df -Pk "$ROOT" | awk 'NR == 2 { print int($4 / 1048576) }')
+  free_gib=$(free_gib "$ROOT")
   if [ "$free_gib" -lt "${COMPAT_MIN_FREE_GIB:-8}" ]; then
     log "SKIPPED: only $free_gib GiB free, torch $VERSION from PyPI needs about 6 (COMPAT_MIN_FREE_GIB=${COMPAT_MIN_FREE_GIB:-8})"
     exit 0
   fi
   [ -x "$VENV_COMPAT/bin/python" ] || python3 -m venv "$VENV_COMPAT"
   # numpy < 2.3: the releases of torch 2.5's time (as tested).
-  if ! "$VENV_COMPAT/bin/python" -m pip install -q "torch==$VERSION" "numpy<2.3" "setuptools>=70" wheel ninja \
-    -r test/requirements.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); then
+  if ! quiet_pip_install "$VENV_COMPAT/bin/python" "torch==$VERSION" "numpy<2.3" "setuptools>=70" wheel \
+    ninja -r test/requirements.txt; then
     log "SKIPPED: torch $VERSION could not be installed (is PyPI reachable?)"
     rm -rf "$VENV_COMPAT"
     exit 0

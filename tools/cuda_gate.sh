@@ -18,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
+# shellcheck disable=SC1091
+source tools/_lib.sh
 START=$SECONDS
 VENV_CUDA="${VENV_CUDA:-.venv-cuda}"
 
@@ -67,7 +69,7 @@ nvcc_build() {
 # nvcc, without linking, against the headers of the CPU build of torch.
 compile_only_gate() {
   # shellcheck disable=SC1091
-  (SIGKERNEL_ENV_NO_PROJECT=1 source tools/_env.sh >/dev/null) 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  (SIGKERNEL_ENV_NO_PROJECT=1 source tools/_env.sh >/dev/null)
   local py="$ROOT/${VENV:-.venv}/bin/python" include
   [ -x "$py" ] || py="${VENV:-.venv}/bin/python"
   log "$("$py" -c 'import torch; print("torch", torch.__version__, "(headers only)")')"
@@ -91,7 +93,7 @@ if [ "${CUDA_GATE_COMPILE_ONLY:-0}" = 1 ]; then
   exit 0
 fi
 if ! has_cuda_torch; then
-  free_gib=$(df -Pk "$ROOT" | awk 'NR == 2 { print int($4 / 1048576) }')
+  free_gib=$(free_gib "$ROOT")
   if [ "$free_gib" -lt "${CUDA_GATE_MIN_FREE_GIB:-8}" ]; then
     log "WARNING: only $free_gib GiB free, the CUDA build of torch needs about 6 (CUDA_GATE_MIN_FREE_GIB=${CUDA_GATE_MIN_FREE_GIB:-8})"
     compile_only_gate
@@ -104,10 +106,8 @@ if [ ! -x "$VENV_CUDA/bin/python" ]; then
 fi
 PY="$ROOT/$VENV_CUDA/bin/python"
 [ -x "$PY" ] || PY="$VENV_CUDA/bin/python"
-# (pip warns about every local index folder that lacks a package: noise)
-pip_install() { "$PY" -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
-pip_install -U "pip>=24"
-pip_install "torch==${TORCH_CUDA_VERSION:-2.14.1}" numpy "setuptools>=70" wheel ninja
+quiet_pip_install "$PY" -U "pip>=24"
+quiet_pip_install "$PY" "torch==${TORCH_CUDA_VERSION:-2.14.1}" numpy "setuptools>=70" wheel ninja
 log "$("$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)')"
 "$PY" -c 'import sys, torch; sys.exit(torch.version.cuda is None)' || {
   echo "cuda_gate: $VENV_CUDA has a CPU-only torch" >&2
